@@ -1,0 +1,8 @@
+"""``python -m wsserver``: see :mod:`wsserver.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

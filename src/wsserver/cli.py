@@ -1,0 +1,105 @@
+"""The command line: ``python -m wsserver [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import ssl
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .connection import WebSocketConnection
+from .options import ServerOptions
+from .runner import run
+from .server import Server
+
+__all__ = ["main", "build_parser", "echo_setup"]
+
+_DEFAULTS = ServerOptions()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m wsserver``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m wsserver",
+        description="Run a WebSocket server. Without an application it echoes every message "
+        "(text stays text, binary stays binary).",
+    )
+    parser.add_argument("--host", default=None, help="interface to bind (default: all, IPv4 and IPv6)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0 picks a free one)")
+    parser.add_argument("--path", default=None, help="only this path upgrades; others get 404")
+    parser.add_argument(
+        "--max-payload", type=int, default=_DEFAULTS.max_payload,
+        help=f"largest message in bytes (default: {_DEFAULTS.max_payload})",
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=_DEFAULTS.backlog,
+        help=f"most concurrent connections; more get HTTP 503 (default: {_DEFAULTS.backlog})",
+    )
+    parser.add_argument(
+        "--per-message-deflate", action="store_true",
+        help="offer permessage-deflate compression (RFC 7692) with ws' default settings",
+    )
+    parser.add_argument("--ssl-certfile", default=None, help="certificate (PEM) to serve wss://")
+    parser.add_argument("--ssl-keyfile", default=None, help="private key (PEM) of --ssl-certfile")
+    parser.add_argument(
+        "--log-level", default="warning",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="log level of the 'wsserver' logger (default: warning)",
+    )
+    return parser
+
+
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Server options from parsed arguments."""
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "path": args.path,
+        "max_payload": args.max_payload,
+        "backlog": args.backlog,
+        "per_message_deflate": bool(args.per_message_deflate),
+    }
+    if args.ssl_certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+        options["ssl"] = context
+    return options
+
+
+def echo_setup(wss: Server) -> None:
+    """The echo application: every message goes back as it came."""
+
+    def on_connection(conn: WebSocketConnection) -> None:
+        # not conn.on("message", conn.send): the second argument of 'message'
+        # (is_binary) would land in send()'s ``mask`` parameter
+        conn.on("message", lambda data: conn.send(data))
+
+    wss.on("connection", on_connection)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m wsserver``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("wsserver").setLevel(args.log_level.upper())
+    try:
+        wss = Server(server_options(args))
+    except (TypeError, ValueError) as exc:
+        print(f"wsserver: {exc}", file=sys.stderr)
+        return 2
+    echo_setup(wss)
+    scheme = "wss" if args.ssl_certfile else "ws"
+
+    def ready(servers: list[Server]) -> None:
+        host, port = servers[0].address or ("?", 0)
+        shown = "localhost" if args.host is None else args.host
+        print(f"wsserver: echo server listening on {scheme}://{shown}:{port}/ (bound to {host})", flush=True)
+
+    try:
+        run(wss, ready=ready)
+    except OSError as exc:
+        print(f"wsserver: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0

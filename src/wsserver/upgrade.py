@@ -1,0 +1,289 @@
+"""The HTTP phase of a TCP connection: read the request, answer it, upgrade.
+
+``HttpProtocol`` is the ``asyncio.Protocol`` of every accepted connection
+until its handshake succeeds; it then hands the transport to a new
+:class:`~wsserver.connection.WebSocketConnection` (``transport.set_protocol``).
+Plain HTTP requests go to the ``httpHandler`` option (default: 426).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from .connection import WebSocketConnection
+from .emitter import _positional_capacity
+from .protocol.connection import ServerConnection
+from .protocol.errors import HandshakeError
+from .protocol.handshake import (
+    Request,
+    RequestParser,
+    UpgradeRequest,
+    http_response,
+    switching_protocols_response,
+    validate_upgrade,
+)
+
+if TYPE_CHECKING:
+    from .protocol.deflate import PerMessageDeflate
+    from .server import Server
+
+__all__ = ["HttpProtocol", "HTTPResponse"]
+
+logger = logging.getLogger("wsserver")
+
+
+@dataclass
+class HTTPResponse:
+    """What an ``httpHandler`` returns for a plain (non-upgrade) request."""
+
+    status: int = 200
+    body: bytes | str = b""
+    headers: Iterable[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/plain; charset=utf-8"
+
+    def encode(self) -> bytes:
+        """The response as bytes, with ``Content-Length`` and ``Connection: close``."""
+        return http_response(self.status, self.body, self.headers, self.content_type)
+
+
+UPGRADE_REQUIRED = HTTPResponse(
+    426,
+    "Upgrade Required: this is a WebSocket server\n",
+    [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+)
+
+
+def _as_response(result: Any) -> HTTPResponse | None:
+    if result is None or isinstance(result, HTTPResponse):
+        return result
+    if isinstance(result, tuple) and len(result) == 2:
+        return HTTPResponse(result[0], result[1])
+    if isinstance(result, tuple) and len(result) == 3:
+        headers = result[1].items() if isinstance(result[1], dict) else result[1]
+        return HTTPResponse(result[0], result[2], list(headers))
+    raise TypeError(
+        "httpHandler must return an HTTPResponse, (status, body), "
+        f"(status, headers, body) or None, not {type(result).__name__}"
+    )
+
+
+class HttpProtocol(asyncio.Protocol):
+    """Runs the opening handshake of one accepted connection."""
+
+    __slots__ = ("_server", "_transport", "_parser", "_timer", "_held", "_request", "_over_capacity", "_handed_over")
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._parser = RequestParser(server.options.max_header_size, server.options.max_headers)
+        self._timer: asyncio.TimerHandle | None = None
+        self._held = b""  # bytes received while an async handler runs
+        self._request: Request | None = None
+        self._over_capacity = False
+        self._handed_over = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        server = self._server
+        self._over_capacity = not server._handshake_started()
+        self._timer = server._loop.call_later(server.options.handshake_timeout, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self._request is not None:
+            self._held += data
+            return
+        try:
+            request = self._parser.feed(data)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        if request is not None:
+            self._request = request
+            peer = self._transport.get_extra_info("peername") if self._transport else None
+            request.remote_address = (peer[0], peer[1]) if peer else None
+            self._handle(request)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if not self._handed_over:
+            self._handed_over = True  # count the connection once
+            self._server._handshake_finished(self._over_capacity)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._server._count_refusal(408)
+        logger.info("handshake timeout from %s", self._peer())
+        self._respond(HTTPResponse(408, "Request Timeout\n"))
+
+    def _peer(self) -> Any:
+        return self._transport.get_extra_info("peername") if self._transport else None
+
+    def _respond(self, response: HTTPResponse) -> None:
+        self._cancel_timer()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(response.encode())
+            transport.close()
+
+    def _refuse(self, error: HandshakeError) -> None:
+        self._server._count_refusal(error.status)
+        logger.info("refused handshake from %s: %s", self._peer(), error)
+        self._respond(
+            HTTPResponse(error.status, error.reason + "\n", list(error.headers))
+        )
+
+    def _later(self, awaitable: Awaitable[Any], then: Any) -> None:
+        """Wait for an async handler without reading meanwhile, then go on."""
+        assert self._transport is not None
+        self._transport.pause_reading()
+        task = asyncio.ensure_future(awaitable)
+
+        def done(task: asyncio.Future[Any]) -> None:
+            if self._transport is None or self._transport.is_closing():
+                return
+            self._transport.resume_reading()
+            then(task)
+
+        task.add_done_callback(done)
+
+    # -- dispatch ----------------------------------------------------------
+
+    def _handle(self, request: Request) -> None:
+        server = self._server
+        options = server.options
+        if not self._parser.upgrade:
+            self._plain_http(request)
+            return
+        if self._over_capacity:
+            self._refuse(HandshakeError(503, "too many connections", [("Retry-After", "1")]))
+            return
+        if options.path is not None and request.path != options.path:
+            self._refuse(HandshakeError(404, f"no WebSocket endpoint at {request.path}"))
+            return
+        try:
+            upgrade = validate_upgrade(request)
+            extensions, deflate = server._negotiate_extensions(upgrade)
+        except HandshakeError as error:
+            self._refuse(error)
+            return
+        handler = options.accept_handler
+        if handler is None:
+            self._accept(request, upgrade, upgrade.protocols[0] if upgrade.protocols else None, extensions, deflate)
+            return
+        try:
+            nargs = _positional_capacity(handler)
+            result = handler(upgrade.protocols) if nargs == 1 else handler(upgrade.protocols, request)
+        except Exception as exc:
+            self._handler_failed(exc)
+            return
+        if inspect.isawaitable(result):
+            self._later(result, lambda task: self._decided(task, request, upgrade, extensions, deflate))
+        else:
+            self._decide(result, request, upgrade, extensions, deflate)
+
+    def _decided(self, task: asyncio.Future[Any], request: Request, upgrade: UpgradeRequest, extensions: str | None, deflate: PerMessageDeflate | None) -> None:
+        if task.cancelled():
+            self._refuse(HandshakeError(500, "acceptHandler was cancelled"))
+        elif task.exception() is not None:
+            exc = task.exception()
+            self._handler_failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+        else:
+            self._decide(task.result(), request, upgrade, extensions, deflate)
+
+    def _decide(self, result: Any, request: Request, upgrade: UpgradeRequest, extensions: str | None, deflate: PerMessageDeflate | None) -> None:
+        """Apply the acceptHandler's answer (SPEC section 1)."""
+        if result is True:
+            self._accept(request, upgrade, None, extensions, deflate)
+        elif result is False or result is None:
+            self._refuse(HandshakeError(401, "connection refused by acceptHandler"))
+        elif isinstance(result, str) and result in upgrade.protocols:
+            self._accept(request, upgrade, result, extensions, deflate)
+        elif isinstance(result, str):
+            self._handler_failed(
+                ValueError(f"acceptHandler returned {result!r}, which the client did not offer ({upgrade.protocols})")
+            )
+        else:
+            self._handler_failed(
+                TypeError(f"acceptHandler must return an offered protocol, True, False or None, not {result!r}")
+            )
+
+    def _handler_failed(self, exc: Exception) -> None:
+        logger.error("acceptHandler failed", exc_info=exc)
+        self._refuse(HandshakeError(500, "internal server error in acceptHandler"))
+        self._server.emit("error", exc)
+
+    def _accept(self, request: Request, upgrade: UpgradeRequest, protocol: str | None, extensions: str | None, deflate: PerMessageDeflate | None) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._cancel_timer()
+        server = self._server
+        options = server.options
+        transport.write(switching_protocols_response(upgrade.key, protocol, extensions))
+        proto = ServerConnection(
+            max_payload=options.max_payload,
+            max_fragments=options.max_fragments,
+            auto_pong=options.auto_pong,
+            deflate=deflate,
+        )
+        connection = WebSocketConnection(server, transport, request, proto, protocol, extensions)
+        self._handed_over = True
+        transport.set_protocol(connection)
+        self._transport = None
+        server._connection_opened(connection, self._over_capacity)
+        logger.debug("open %s path=%s protocol=%s", request.remote_address, request.path, protocol)
+        server.emit("connection", connection, request)
+        trailing = self._parser.trailing + self._held
+        if trailing and not connection._closed:
+            connection.data_received(trailing)
+
+    def _plain_http(self, request: Request) -> None:
+        handler = self._server.options.http_handler
+        if handler is None:
+            self._server._count_refusal(426)
+            self._respond(UPGRADE_REQUIRED)
+            return
+        try:
+            result = handler(request)
+        except Exception as exc:
+            self._http_handler_failed(exc)
+            return
+        if inspect.isawaitable(result):
+            self._later(result, self._plain_http_done)
+        else:
+            self._send_plain(result)
+
+    def _plain_http_done(self, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            self._respond(HTTPResponse(500, "Internal Server Error\n"))
+        elif task.exception() is not None:
+            exc = task.exception()
+            self._http_handler_failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
+        else:
+            self._send_plain(task.result())
+
+    def _send_plain(self, result: Any) -> None:
+        try:
+            response = _as_response(result)
+        except TypeError as exc:
+            self._http_handler_failed(exc)
+            return
+        self._respond(response if response is not None else UPGRADE_REQUIRED)
+
+    def _http_handler_failed(self, exc: Exception) -> None:
+        logger.error("httpHandler failed", exc_info=exc)
+        self._respond(HTTPResponse(500, "Internal Server Error\n"))
+        self._server.emit("error", exc)
