@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -33,10 +34,8 @@ async def serve(*servers: Server, ready: Callable[[list[Server]], Any] | None = 
         ready(list(servers))
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
     waits: list[Awaitable[Any]] = [server.wait_closed() for server in servers]
     stopping = asyncio.ensure_future(stop.wait())
     all_closed = asyncio.ensure_future(asyncio.gather(*waits))
@@ -47,10 +46,8 @@ async def serve(*servers: Server, ready: Callable[[list[Server]], Any] | None = 
     stopping.cancel()
     await all_closed
     for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
 
 
 def run(*servers: Server, ready: Callable[[list[Server]], Any] | None = None) -> None:

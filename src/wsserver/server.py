@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections import Counter
@@ -114,7 +115,7 @@ class Server(EventEmitter):
             self._state = "closed"
             self._closed.set()
             raise
-        sockname = self._listener.sockets[0].getsockname()  # type: ignore[attr-defined]
+        sockname = self._listener.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
         self._state = "listening"
         if options.ping_interval is not None:
@@ -278,10 +279,8 @@ class Server(EventEmitter):
     async def _wait_clients_gone(self, timeout: float) -> None:
         assert self._clients_gone is not None
         if self._clients:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._clients_gone.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
 
     async def _close(self) -> None:
         if self._state == "new":

@@ -21,7 +21,7 @@ event object: they are the hot path and need no allocation beyond the data.
 from __future__ import annotations
 
 from struct import Struct
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from .close_codes import (
     INVALID_PAYLOAD,
@@ -120,7 +120,7 @@ class Failure:
         return f"Failure({self.error!r})"
 
 
-Event = Union[str, bytes, Ping, Pong, CloseReceived, Failure]
+Event = str | bytes | Ping | Pong | CloseReceived | Failure
 
 
 class ServerConnection:

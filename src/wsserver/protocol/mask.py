@@ -15,7 +15,7 @@ from collections.abc import Callable
 __all__ = ["apply_mask", "py_apply_mask", "HAVE_SPEEDUPS"]
 
 
-def py_apply_mask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) -> bytes:
+def py_apply_mask(data: bytes | bytearray | memoryview, key: bytes | bytearray, offset: int = 0) -> bytes:
     """Pure-Python XOR of ``data`` with ``key`` (big-integer XOR, no byte loop)."""
     n = len(data)
     if not n:
@@ -29,7 +29,7 @@ def py_apply_mask(data: bytes | bytearray | memoryview, key: bytes, offset: int 
     ).to_bytes(n, "little")
 
 
-apply_mask: Callable[[bytes | bytearray | memoryview, bytes, int], bytes]
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes | bytearray, int], bytes]
 HAVE_SPEEDUPS = False
 if os.environ.get("WSSERVER_NO_SPEEDUPS", "") in ("", "0"):
     try:
