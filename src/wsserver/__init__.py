@@ -20,7 +20,7 @@ from .protocol.connection import CLOSED, CLOSING, CONNECTING, OPEN
 from .protocol.errors import HandshakeError, PayloadTooBig, ProtocolError, WebSocketError
 from .protocol.handshake import Headers, Request
 from .runner import run, serve
-from .server import Server
+from .server import Server, ServerStats
 from .upgrade import HTTPResponse
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ WebSocket = WebSocketConnection
 
 __all__ = [
     "Server",
+    "ServerStats",
     "WebSocketConnection",
     "WebSocket",
     "EventEmitter",

@@ -9,12 +9,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .connection import WebSocketConnection
+from . import demo
+from .metrics import PROMETHEUS_CONTENT_TYPE, prometheus_text
 from .options import ServerOptions
+from .protocol.handshake import Request
 from .runner import run
 from .server import Server
+from .upgrade import HTTPResponse
 
-__all__ = ["main", "build_parser", "echo_setup"]
+__all__ = ["main", "build_parser", "echo_setup", "serve_metrics"]
 
 _DEFAULTS = ServerOptions()
 
@@ -23,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m wsserver``."""
     parser = argparse.ArgumentParser(
         prog="python -m wsserver",
-        description="Run a WebSocket server. Without an application it echoes every message "
-        "(text stays text, binary stays binary).",
+        description="Run a WebSocket server. Without an application it serves the demo: a web page "
+        "at http://localhost:8080/ with an echo box and a chat room; the WebSocket path /chat is the "
+        "chat, every other path echoes (text stays text, binary stays binary).",
     )
     parser.add_argument("--host", default=None, help="interface to bind (default: all, IPv4 and IPv6)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port (default: 8080; 0 picks a free one)")
@@ -46,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="warning",
         choices=["debug", "info", "warning", "error", "critical"],
-        help="log level of the 'wsserver' logger (default: warning)",
+        help="log level of the 'wsserver' logger (default: warning; debug logs one line per connection)",
+    )
+    parser.add_argument(
+        "--metrics-path", default=None, metavar="PATH",
+        help="serve the server's counters in the Prometheus text format on this HTTP path (e.g. /metrics)",
     )
     return parser
 
@@ -70,13 +78,20 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def echo_setup(wss: Server) -> None:
     """The echo application: every message goes back as it came."""
+    wss.on("connection", demo.echo)
 
-    def on_connection(conn: WebSocketConnection) -> None:
-        # not conn.on("message", conn.send): the second argument of 'message'
-        # (is_binary) would land in send()'s ``mask`` parameter
-        conn.on("message", lambda data: conn.send(data))
 
-    wss.on("connection", on_connection)
+def serve_metrics(wss: Server, path: str) -> None:
+    """Answer plain HTTP ``GET path`` with ``wss.stats()`` in the Prometheus
+    text format; other requests go to the ``httpHandler`` already set."""
+    inner = wss.options.http_handler
+
+    def http_handler(request: Request) -> Any:
+        if request.method == "GET" and request.path == path:
+            return HTTPResponse(200, prometheus_text(wss.stats()), content_type=PROMETHEUS_CONTENT_TYPE)
+        return inner(request) if inner is not None else None
+
+    wss.options.http_handler = http_handler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,13 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError) as exc:
         print(f"wsserver: {exc}", file=sys.stderr)
         return 2
-    echo_setup(wss)
-    scheme = "wss" if args.ssl_certfile else "ws"
+    demo.setup(wss)
+    if args.metrics_path:
+        serve_metrics(wss, args.metrics_path)
+    scheme = "https" if args.ssl_certfile else "http"
 
     def ready(servers: list[Server]) -> None:
         host, port = servers[0].address or ("?", 0)
         shown = "localhost" if args.host is None else args.host
-        print(f"wsserver: echo server listening on {scheme}://{shown}:{port}/ (bound to {host})", flush=True)
+        print(f"wsserver: demo on {scheme}://{shown}:{port}/ (bound to {host})", flush=True)
 
     try:
         run(wss, ready=ready)

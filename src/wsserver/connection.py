@@ -187,6 +187,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
 
     def _send_control(self, opcode: int, payload: bytes, mask: bool) -> None:
         if self._proto.state == OPEN:
+            self._server._control_out += 1
             self._write(encode_frame(opcode, payload, mask_key=os.urandom(4) if mask else None))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -249,6 +250,8 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
                 pending.append(frame)
         else:
             self._transport.write(frame)
+            server._frames_out += 1
+            server._bytes_out += len(frame)
             if self._write_paused:
                 self._check_buffer_limit()
 
@@ -260,7 +263,11 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._pending = None
         if self._closed or self._transport.is_closing():
             return
-        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._transport.write(data)
+        server = self._server
+        server._frames_out += len(pending)
+        server._bytes_out += len(data)
         if self._write_paused:
             self._check_buffer_limit()
 
@@ -268,6 +275,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         """Queue the frames the state machine produced (pongs, close frames)."""
         output = self._proto.output
         if output:
+            self._server._control_out += len(output)
             for frame in output:
                 self._write(frame)
             output.clear()
@@ -289,9 +297,11 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         server = self._server
         proto = self._proto
         server._batch_depth += 1
+        server._bytes_in += len(data)
         try:
             events = proto.receive_data(data)
             if events:
+                server._events_in += len(events)
                 self._dispatch(events)
             if proto.output:
                 self._write_output()
@@ -314,15 +324,18 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
                 if "message" in listeners:
                     self.emit("message", event, False)
             elif kind is Ping:
+                self._server._control_in += 1
                 self.emit("ping", event.data)
             elif kind is Pong:
+                self._server._control_in += 1
                 self.emit("pong", event.data)
             elif kind is Failure:
+                self._server._control_in += 1
                 error = event.error
                 logger.info("%s: protocol error: %s", self.remote_address, error)
                 self.emit("error", error)
             elif kind is CloseReceived:
-                pass  # 'close' is emitted once the TCP connection is gone
+                self._server._control_in += 1  # 'close' is emitted once the TCP connection is gone
             if self._closed:
                 return
 
@@ -364,9 +377,9 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         proto.state = CLOSED
         code = proto.close_code if proto.close_code is not None else ABNORMAL_CLOSURE
         reason = proto.close_reason if proto.close_code is not None else ""
-        self._server._connection_closed(self)
+        self._server._connection_closed(self, code)
         logger.debug(
-            "closed %s path=%s protocol=%s code=%s",
+            "connection %s path=%s protocol=%s closed code=%s",
             self.remote_address,
             self.request.path,
             self.protocol,

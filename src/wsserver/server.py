@@ -9,7 +9,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .connection import ConnectionDropped, WebSocketConnection
 from .emitter import EventEmitter
@@ -22,7 +22,7 @@ from .upgrade import HttpProtocol
 if TYPE_CHECKING:
     from .protocol.deflate import PerMessageDeflate
 
-__all__ = ["Server"]
+__all__ = ["Server", "ServerStats"]
 
 logger = logging.getLogger("wsserver")
 
@@ -35,6 +35,34 @@ def take_unstarted() -> list[Server]:
     servers = [server for server in _unstarted if server._state == "new"]
     _unstarted.clear()
     return servers
+
+
+class ServerStats(TypedDict):
+    """What :meth:`Server.stats` returns; counts since the server was created.
+
+    Messages are whole data messages (control frames are not counted);
+    bytes are WebSocket bytes on the wire after the handshake (frame
+    headers included, compressed size when compressed). A message sent to
+    ``n`` clients (``broadcast``) counts ``n`` times.
+    """
+
+    #: connections open now
+    connections_open: int
+    #: connections accepted (handshake completed) in all
+    connections_total: int
+    #: messages received
+    messages_in: int
+    #: messages written to the network
+    messages_out: int
+    #: bytes received
+    bytes_in: int
+    #: bytes written to the network
+    bytes_out: int
+    #: handshakes refused, by HTTP status (401 acceptHandler, 404 path, 408 timeout,
+    #: 426 plain HTTP without httpHandler, 503 over backlog, 400/405/431 bad requests)
+    handshakes_refused: dict[int, int]
+    #: close codes of ended connections (1005: none sent, 1006: TCP dropped)
+    close_codes: dict[int, int]
 
 
 class Server(EventEmitter):
@@ -66,6 +94,17 @@ class Server(EventEmitter):
         self._keepalive_timer: asyncio.TimerHandle | None = None
         #: handshakes refused, by HTTP status
         self.refused: Counter[int] = Counter()
+        #: close codes of the connections that ended (1006: the TCP connection dropped)
+        self.close_codes: Counter[int] = Counter()
+        # traffic counters behind stats(); updated once per read and per write,
+        # control frames counted apart on their (rare) paths
+        self._connections_total = 0
+        self._bytes_in = 0
+        self._events_in = 0  # messages and control frames received
+        self._control_in = 0
+        self._bytes_out = 0
+        self._frames_out = 0  # messages and control frames written
+        self._control_out = 0
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -143,6 +182,19 @@ class Server(EventEmitter):
             await self.start()
         assert self._closed is not None
         await self._closed.wait()
+
+    def stats(self) -> ServerStats:
+        """Counters since the server was created (see :class:`ServerStats`)."""
+        return ServerStats(
+            connections_open=len(self._clients),
+            connections_total=self._connections_total,
+            messages_in=self._events_in - self._control_in,
+            messages_out=self._frames_out - self._control_out,
+            bytes_in=self._bytes_in,
+            bytes_out=self._bytes_out,
+            handshakes_refused=dict(self.refused),
+            close_codes=dict(self.close_codes),
+        )
 
     def broadcast(self, data: str | bytes | bytearray | memoryview, exclude: WebSocketConnection | None = None) -> int:
         """Send ``data`` to every open client (framed once); how many got it."""
@@ -223,9 +275,11 @@ class Server(EventEmitter):
         if not over_capacity:
             self._handshaking -= 1
         self._clients.add(connection)
+        self._connections_total += 1
 
-    def _connection_closed(self, connection: WebSocketConnection) -> None:
+    def _connection_closed(self, connection: WebSocketConnection, code: int) -> None:
         self._clients.discard(connection)
+        self.close_codes[code] += 1
         if not self._clients and self._clients_gone is not None:
             self._clients_gone.set()
 
@@ -262,6 +316,7 @@ class Server(EventEmitter):
             elif client._proto.state == OPEN:
                 client._write(ping)
                 pinged.append(client)
+        self._control_out += len(pinged)
         if pinged and options.ping_timeout is not None:
             self._loop.call_later(options.ping_timeout, self._drop_silent, pinged)
         self._keepalive_timer = self._loop.call_later(options.ping_interval, self._keepalive)

@@ -244,7 +244,6 @@ class HttpProtocol(asyncio.Protocol):
         transport.set_protocol(connection)
         self._transport = None
         server._connection_opened(connection, self._over_capacity)
-        logger.debug("open %s path=%s protocol=%s", request.remote_address, request.path, protocol)
         server.emit("connection", connection, request)
         trailing = self._parser.trailing + self._held
         if trailing and not connection._closed:
