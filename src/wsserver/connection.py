@@ -22,7 +22,6 @@ from .protocol.connection import (
     CLOSING,
     CONNECTING,
     OPEN,
-    CloseReceived,
     Failure,
     Ping,
     Pong,
