@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser import chromium
+from headless_chromium import chromium
 from serverproc import ServerProcess, running
 
 TIMEOUT_MS = 15_000
