@@ -35,6 +35,18 @@ class ServerProcess:
     def text(self) -> str:
         return "".join(self.output)
 
+    def stop(self) -> int:
+        """Ctrl-C (SIGINT), as a user would; kill only if it does not exit in time.
+        The exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a child: this tree's ``src`` first on the path."""
@@ -78,13 +90,8 @@ def running(
     try:
         if not port_found.wait(startup_timeout) or not ports:
             raise AssertionError(f"{argv} printed no port within {startup_timeout} s:\n{''.join(output)}")
-        yield ServerProcess(process, ports[0], output)
+        server = ServerProcess(process, ports[0], output)
+        yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        ServerProcess(process, 0, output).stop()
         reader.join(5)
