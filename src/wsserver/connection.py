@@ -396,7 +396,8 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         proto.state = CLOSED
         code = proto.close_code if proto.close_code is not None else ABNORMAL_CLOSURE
         reason = proto.close_reason if proto.close_code is not None else ""
-        self._server._connection_closed(self, code)
+        self._server.close_codes[code] += 1
+        self._server._connection_closed(self)
         logger.debug(
             "connection %s path=%s protocol=%s closed code=%s",
             self.remote_address,

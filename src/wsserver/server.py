@@ -277,9 +277,8 @@ class Server(EventEmitter):
         self._clients.add(connection)
         self._connections_total += 1
 
-    def _connection_closed(self, connection: WebSocketConnection, code: int) -> None:
+    def _connection_closed(self, connection: WebSocketConnection) -> None:
         self._clients.discard(connection)
-        self.close_codes[code] += 1
         if not self._clients and self._clients_gone is not None:
             self._clients_gone.set()
 
