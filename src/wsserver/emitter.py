@@ -41,13 +41,15 @@ def _positional_capacity(listener: Listener) -> int:
 
 
 class _Entry:
-    __slots__ = ("listener", "nargs", "is_async", "once")
+    __slots__ = ("listener", "nargs", "is_async", "once", "plain")
 
     def __init__(self, listener: Listener, once: bool) -> None:
         self.listener = listener
         self.nargs = _positional_capacity(listener)
         self.is_async = inspect.iscoroutinefunction(listener)
         self.once = once
+        #: a plain function listener: hot paths may call it directly
+        self.plain = not once and not self.is_async
 
 
 class EventEmitter:
