@@ -166,8 +166,9 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         in ``ws``. Safe to call from any thread.
         """
         kind = type(data)
+        payload: bytes
         if kind is bytes:
-            payload, opcode = data, OP_BINARY
+            payload, opcode = data, OP_BINARY  # type: ignore[assignment]  # (mypy does not narrow on type() is)
         elif kind is str:
             payload, opcode = data.encode("utf-8"), OP_TEXT  # type: ignore[union-attr]
         else:

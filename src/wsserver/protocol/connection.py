@@ -24,6 +24,7 @@ from __future__ import annotations
 from struct import Struct
 from typing import TYPE_CHECKING
 
+from ._accel import speedups
 from .close_codes import (
     INVALID_PAYLOAD,
     MESSAGE_TOO_BIG,
@@ -44,7 +45,6 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
-from ._accel import speedups
 from .mask import apply_mask
 from .utf8 import Utf8Decoder
 
