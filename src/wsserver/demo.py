@@ -6,7 +6,9 @@
   member of the room (the sender too) receives it as JSON
   ``{"type": "message", "name": ..., "text": ...}``; joins and leaves are
   announced as ``{"type": "join"|"leave", "name": ..., "online": n}``. The
-  name comes from the query (``/chat?name=ada``), else ``guest-N``.
+  name comes from the query (``/chat?name=ada``), else ``guest-N``. Binary
+  messages close the connection with 1003, text over
+  :data:`MAX_CHAT_MESSAGE` characters with 1009.
 * WebSocket on any other path: echo. Text comes back as text, binary as
   binary, so conformance suites and benchmarks can run against the demo.
 
@@ -23,17 +25,19 @@ from importlib import resources
 from typing import Any
 
 from .connection import WebSocketConnection
-from .protocol.close_codes import UNSUPPORTED_DATA
+from .protocol.close_codes import MESSAGE_TOO_BIG, UNSUPPORTED_DATA
 from .protocol.handshake import Request
 from .server import Server
 from .upgrade import HTTPResponse
 
-__all__ = ["CHAT_PATH", "MAX_NAME_LENGTH", "echo", "page", "setup"]
+__all__ = ["CHAT_PATH", "MAX_CHAT_MESSAGE", "MAX_NAME_LENGTH", "echo", "page", "setup"]
 
 #: the WebSocket path of the chat room
 CHAT_PATH = "/chat"
 #: chat names are cut to this many characters
 MAX_NAME_LENGTH = 32
+#: longest chat message relayed, in characters
+MAX_CHAT_MESSAGE = 4096
 
 
 @cache
@@ -70,6 +74,8 @@ def setup(wss: Server) -> None:
         def on_message(data: str | bytes, is_binary: bool) -> None:
             if is_binary:
                 conn.close(UNSUPPORTED_DATA, "the chat takes text messages")
+            elif len(data) > MAX_CHAT_MESSAGE:
+                conn.close(MESSAGE_TOO_BIG, f"chat messages are at most {MAX_CHAT_MESSAGE} characters")
             else:
                 tell_members({"type": "message", "name": name, "text": data})
 
