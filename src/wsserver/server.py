@@ -59,6 +59,7 @@ class Server(EventEmitter):
         self._dirty: list[WebSocketConnection] = []
         self._state = "new"
         self._start_task: asyncio.Task[None] | None = None
+        self._start_error: Exception | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._closed: asyncio.Event | None = None
         self._clients_gone: asyncio.Event | None = None
@@ -85,9 +86,16 @@ class Server(EventEmitter):
         return self.address[1] if self.address else None
 
     async def start(self) -> None:
-        """Bind and start listening (idempotent); emits ``listening``."""
+        """Bind and start listening (idempotent); emits ``listening``.
+
+        Raises ``OSError`` when the address cannot be bound, also for a server
+        created inside a running loop, which started itself (and emitted
+        ``error``).
+        """
         if self._start_task is not None and self._start_task is not asyncio.current_task():
             await asyncio.shield(self._start_task)
+            if self._start_error is not None:
+                raise self._start_error
             return
         if self._state != "new":
             return
@@ -177,6 +185,7 @@ class Server(EventEmitter):
         try:
             await self.start()
         except Exception as exc:
+            self._start_error = exc  # start() raises it too
             logger.error("server failed to start: %s", exc)
             self.emit("error", exc)
 
