@@ -58,6 +58,8 @@ def _payload_of(data: Any, what: str) -> tuple[bytes, int]:
         return bytes(data), OP_BINARY
     if isinstance(data, bytes):
         return bytes(data), OP_BINARY
+    if isinstance(data, str):  # a str subclass (e.g. a StrEnum member) is text too
+        return str.encode(data, "utf-8"), OP_TEXT
     raise TypeError(f"{what} takes str or a bytes-like object, not {type(data).__name__}")
 
 
