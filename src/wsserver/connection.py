@@ -85,6 +85,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         "_pending",
         "_close_timer",
         "_closed",
+        "_close_written",
         "_write_paused",
         "_drain_waiters",
         "_active",
@@ -113,6 +114,11 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._pending: list[bytes] | None = None  # frames held for the batched write
         self._close_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # True once our close frame went to the transport (or TCP is gone):
+        # no frame may follow it. Until then, listeners of messages that came
+        # in the same read as the peer's close frame or a protocol violation
+        # can still answer them, before the close frame, as in ws.
+        self._close_written = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._active = True  # received something since the last keepalive sweep
@@ -162,9 +168,9 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._send_frame(payload, opcode, mask, compress)
 
     def _send_frame(self, payload: bytes, opcode: int, mask: bool, compress: bool | None) -> None:
-        proto = self._proto
-        if proto.state != OPEN:
+        if self._close_written:
             return
+        proto = self._proto
         if proto.deflate is None and not mask:
             self._write(encode_frame(opcode, payload))
         else:
@@ -188,7 +194,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._send_control(opcode, payload, mask)
 
     def _send_control(self, opcode: int, payload: bytes, mask: bool) -> None:
-        if self._proto.state == OPEN:
+        if not self._close_written:
             self._write(encode_frame(opcode, payload, mask_key=os.urandom(4) if mask else None))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -273,6 +279,8 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
             for frame in output:
                 self._write(frame)
             output.clear()
+            if self._proto.close_sent:
+                self._close_written = True
 
     def _check_buffer_limit(self) -> None:
         if self._transport.get_write_buffer_size() > self._server.options.max_buffered_amount:
@@ -357,6 +365,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
+        self._close_written = True
         self._pending = None
         if self._close_timer is not None:
             self._close_timer.cancel()
