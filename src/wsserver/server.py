@@ -132,17 +132,28 @@ class Server(EventEmitter):
 
     def close(self) -> asyncio.Future[None]:
         """Stop accepting, close every client with 1001 and wait for them
-        (at most ``closeTimeout``); emits ``close``. Await the result to wait."""
+        (at most ``closeTimeout``); emits ``close``. Await the result to wait.
+
+        Safe from any thread: from a thread running its own event loop the
+        result can be awaited in that loop; from a plain thread the close is
+        started and the result belongs to the server's loop.
+        """
         if self._thread_id is not None and get_ident() != self._thread_id:
-            return asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
-            )
+            done = asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # a plain thread, without an event loop
+                return asyncio.wrap_future(done, loop=self._loop)
+            return asyncio.wrap_future(done)
+        return self._close_in_loop()
+
+    def _close_in_loop(self) -> asyncio.Future[None]:
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close())
         return self._close_task
 
     async def _close_once(self) -> None:
-        await self.close()
+        await self._close_in_loop()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed."""
@@ -174,7 +185,7 @@ class Server(EventEmitter):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self._close_in_loop()
 
     def __repr__(self) -> str:
         return f"<Server {self.address or self.options.port} {self._state} clients={len(self._clients)}>"
