@@ -64,6 +64,8 @@ class Server(EventEmitter):
         self._closed: asyncio.Event | None = None
         self._clients_gone: asyncio.Event | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
+        # clients pinged whose pingTimeout has not run out yet
+        self._awaiting_pong: set[WebSocketConnection] = set()
         #: handshakes refused, by HTTP status
         self.refused: Counter[int] = Counter()
         try:
@@ -275,18 +277,24 @@ class Server(EventEmitter):
         assert options.ping_interval is not None
         pinged = []
         ping = encode_frame(OP_PING, b"")
+        awaiting = self._awaiting_pong
         for client in self._clients:
+            if client in awaiting:
+                continue  # keep its _active flag for the pending _drop_silent
             if client._active:
                 client._active = False
             elif client._proto.state == OPEN:
                 client._write(ping)
                 pinged.append(client)
         if pinged and options.ping_timeout is not None:
+            awaiting.update(pinged)
             self._loop.call_later(options.ping_timeout, self._drop_silent, pinged)
         self._keepalive_timer = self._loop.call_later(options.ping_interval, self._keepalive)
 
     def _drop_silent(self, pinged: list[WebSocketConnection]) -> None:
+        """Drop the pinged clients that sent nothing since the ping."""
         for client in pinged:
+            self._awaiting_pong.discard(client)
             if not client._active and not client._closed:
                 error = ConnectionDropped("no pong within pingTimeout")
                 logger.info("%s: %s; dropping the connection", client.remote_address, error)
