@@ -120,9 +120,9 @@ async def test_handshake_timeout_is_408(make_server: Any, raw: Any) -> None:
 
 
 async def test_handshake_timeout_does_not_touch_open_connections(make_server: Any) -> None:
-    wss = echo(await make_server(handshake_timeout=0.1))
+    wss = echo(await make_server(handshake_timeout=0.5))
     async with connect_ws(wss) as client:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.7)
         await client.send("still open")
         assert await wait(client.recv()) == "still open"
 

@@ -112,7 +112,7 @@ async def test_wait_closed(make_server: Any) -> None:
 
 
 async def test_keepalive_pings_an_idle_client_and_drops_it_when_silent(make_server: Any, raw: Any) -> None:
-    wss = echo(await make_server(pingInterval=0.1, pingTimeout=0.2))
+    wss = echo(await make_server(pingInterval=0.1, pingTimeout=0.5))
     connections = Recorder(wss, "connection")
     silent = await raw(wss)
     assert (await silent.handshake()).status == 101
@@ -126,13 +126,14 @@ async def test_keepalive_pings_an_idle_client_and_drops_it_when_silent(make_serv
         (error,) = await events.next("error")
         assert isinstance(error, wsserver.ConnectionDropped)
         assert await events.next("close") == (1006, "")
-        await asyncio.sleep(0.5)  # several intervals: the honest client stays
+        await asyncio.sleep(0.3)  # several intervals: the honest client stays
         await honest.send("alive")
         assert await wait(honest.recv()) == "alive"
 
 
 async def test_keepalive_keeps_a_client_that_answers(make_server: Any, raw: Any) -> None:
-    wss = echo(await make_server(ping_interval=0.1, ping_timeout=0.2))
+    # a pingTimeout longer than pingInterval: sweeps run while a pong is awaited
+    wss = echo(await make_server(ping_interval=0.1, ping_timeout=1.0))
     client = await raw(wss)
     assert (await client.handshake()).status == 101
     for _ in range(3):

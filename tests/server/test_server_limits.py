@@ -114,7 +114,11 @@ async def test_a_handshake_finishing_after_close_is_refused(make_server: Any, ra
     request = upgrade_request()
     client.send(request[:20])
     await client.writer.drain()
-    await asyncio.sleep(0.05)  # the server has accepted the TCP connection
+    for _ in range(500):  # until the server has accepted the TCP connection
+        if wss._handshaking:
+            break
+        await asyncio.sleep(0.01)
+    assert wss._handshaking == 1
     await wait(wss.close())
     client.send(request[20:])
     response = await client.read_response()
