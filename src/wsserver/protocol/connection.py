@@ -8,7 +8,8 @@ Events returned by :meth:`ServerConnection.receive_data`:
 
 * a ``str`` — a complete text message;
 * a ``bytes`` — a complete binary message;
-* :class:`Ping`, :class:`Pong` — control frames;
+* :class:`Ping`, :class:`Pong` — control frames (a ping is not answered
+  here: the caller sends the pong, in order with its other replies);
 * :class:`CloseReceived` — the peer's close frame (the answer is already in
   :attr:`ServerConnection.output`; once it is sent, close TCP);
 * :class:`Failure` — the peer broke the protocol; a close frame with the
@@ -42,6 +43,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
+from ._accel import speedups
 from .mask import apply_mask
 from .utf8 import Utf8Decoder
 
@@ -65,6 +67,9 @@ CONNECTING = 0
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
+
+# C fast path for frames that are whole messages by themselves (or None)
+_scan_messages = speedups.scan_messages if speedups is not None else None
 
 _U16 = Struct("!H")
 _U64 = Struct("!Q")
@@ -126,9 +131,10 @@ class ServerConnection:
     """Server side of one WebSocket connection after the handshake.
 
     ``max_payload`` bounds one message in bytes (after reassembly and
-    decompression); ``max_fragments`` bounds the frames of one message;
-    ``auto_pong`` answers pings by itself. ``deflate`` is the negotiated
-    permessage-deflate extension, if any.
+    decompression); ``max_fragments`` bounds the frames of one message.
+    ``deflate`` is the negotiated permessage-deflate extension, if any.
+    Answering pings is left to the caller (it is a policy, ``autoPong``, and the
+    pong must go out in order with the replies to the messages around it).
     """
 
     __slots__ = (
@@ -139,7 +145,6 @@ class ServerConnection:
         "close_sent",
         "max_payload",
         "max_fragments",
-        "auto_pong",
         "deflate",
         "_buffer",
         "_message_opcode",
@@ -156,7 +161,6 @@ class ServerConnection:
         *,
         max_payload: int = 16 * 1024 * 1024,
         max_fragments: int = 100_000,
-        auto_pong: bool = True,
         deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.state = OPEN
@@ -168,7 +172,6 @@ class ServerConnection:
         self.close_sent = False
         self.max_payload = max_payload
         self.max_fragments = max_fragments
-        self.auto_pong = auto_pong
         self.deflate = deflate
         self._buffer = bytearray()
         self._message_opcode = 0  # opcode of the fragmented message in progress
@@ -194,8 +197,13 @@ class ServerConnection:
         events: list[Event] = []
         pos = 0
         end_of_data = len(buf)
+        scan = _scan_messages
         try:
-            while end_of_data - pos >= 2:
+            while True:
+                if scan is not None and not self._message_opcode and not self._streamed:
+                    pos = scan(buf, pos, self.max_payload, events)
+                if end_of_data - pos < 2:
+                    break
                 first = buf[pos]
                 second = buf[pos + 1]
                 length = second & 0x7F
@@ -374,8 +382,6 @@ class ServerConnection:
     def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == OP_PING:
             events.append(Ping(payload))
-            if self.auto_pong and self.state == OPEN:
-                self.output.append(encode_frame(OP_PONG, payload))
         elif opcode == OP_PONG:
             events.append(Pong(payload))
         elif opcode == OP_CLOSE:
