@@ -13,6 +13,8 @@ from wsserver.protocol import CLOSED, CLOSING, OPEN, CloseReceived, Failure, Ser
 from wsserver.protocol.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
 from wsserver.protocol.utf8 import Utf8Decoder
 
+pytestmark = pytest.mark.usefixtures("parser_path")
+
 
 def close_frame(code: int | None, reason: bytes = b"") -> bytes:
     payload = b"" if code is None else struct.pack("!H", code) + reason
