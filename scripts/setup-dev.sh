@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian machine (idempotent):
 # system packages (redis-server for the broker tests, chromium for the browser
-# test, openssl for the wss:// test's certificate), the package itself in editable mode with its test extras (this also
-# compiles the optional C accelerator), and the Node.js clients of the
-# interoperability tests.
+# test, openssl for the certificate of the wss:// test), the package itself in
+# editable mode with its test extras (this also compiles the optional C
+# accelerator), and the Node.js clients of the interoperability tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
