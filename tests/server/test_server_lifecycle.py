@@ -274,3 +274,16 @@ async def test_cli_rejects_a_bad_option(spawn: Any) -> None:
     assert await wait(process.wait(), 20) == 2
     assert process.stderr is not None
     assert b"backlog" in await process.stderr.read()
+
+
+def test_run_without_a_server_is_an_error() -> None:
+    with pytest.raises(RuntimeError):
+        wsserver.run()
+
+
+async def test_cli_reports_a_port_in_use(spawn: Any, make_server: Any) -> None:
+    busy = await make_server()
+    process = await spawn("-m", "wsserver", "--host", "127.0.0.1", "--port", str(busy.port))
+    assert await wait(process.wait(), 20) == 1
+    assert process.stderr is not None
+    assert b"cannot listen" in await process.stderr.read()

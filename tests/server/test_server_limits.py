@@ -135,3 +135,34 @@ async def test_server_can_restart_on_the_same_port(make_server: Any) -> None:
     async with connect_ws(again) as client:
         await client.send("again")
         assert await wait(client.recv()) == "again"
+
+
+async def test_refused_and_timed_out_handshakes_free_their_backlog_slot(make_server: Any, raw: Any) -> None:
+    wss = echo(await make_server(backlog=1, handshakeTimeout=0.2))
+    for request in (upgrade_request(method="POST"), upgrade_request(key="bad"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+        client = await raw(wss)
+        client.send(request)
+        assert (await client.read_response()).status in (400, 405, 426)
+        assert await client.read_until_eof() == b""
+    idle = await raw(wss)
+    assert (await idle.read_response()).status == 408
+    assert await idle.read_until_eof() == b""
+    for _ in range(100):  # the refused connections are gone once the server saw the TCP close
+        if not wss._handshaking:
+            break
+        await asyncio.sleep(0.01)
+    async with connect_ws(wss) as client:
+        await client.send("a slot was free")
+        assert await wait(client.recv()) == "a slot was free"
+    assert wss.refused[503] == 0
+
+
+async def test_large_messages_round_trip(make_server: Any) -> None:
+    wss = echo(await make_server())
+    payload = bytes(range(256)) * (3 * 4096)  # 3 MiB
+    text = "é€😀 " * 100_000
+    async with connect_ws(wss, max_size=None) as client:
+        await client.send(payload)
+        assert await wait(client.recv(), 20) == payload
+        await client.send(text)
+        assert await wait(client.recv(), 20) == text
