@@ -239,3 +239,16 @@ async def test_aiohttp_plain_get_without_handler_is_426(make_server: Any) -> Non
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{wss.port}/") as response:
         assert response.status == 426
         assert response.headers["Sec-WebSocket-Version"] == "13"
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "connection"),
+    [("websocket", "keep-alive, Upgrade"), ("WebSocket", "Upgrade"), ("websocket", "upgrade,keep-alive"), ("WEBSOCKET", "UPGRADE")],
+)
+async def test_browser_style_upgrade_headers_are_accepted(make_server: Any, raw: Any, upgrade: str, connection: str) -> None:
+    wss = echo(await make_server())
+    client = await raw(wss)
+    response = await client.handshake(omit=("Upgrade", "Connection"), headers=[("Upgrade", upgrade), ("Connection", connection)])
+    assert response.status == 101
+    client.send_frame(0x1, "firefox says hi")
+    assert (await client.read_frame()).payload == b"firefox says hi"
