@@ -61,6 +61,9 @@ async def test_send_str_subclass_is_text(make_server: Any, raw: Any) -> None:
     conn.send(Name("subclass"))
     frame = await client.read_frame()
     assert (frame.opcode, frame.payload) == (OP_TEXT, b"subclass")
+    await asyncio.to_thread(conn.send, Name("from a thread"))
+    frame = await client.read_frame()
+    assert (frame.opcode, frame.payload) == (OP_TEXT, b"from a thread")
 
 
 async def test_websockets_client_receives_text_and_binary(make_server: Any) -> None:
