@@ -107,12 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.setup(wss)
     if args.metrics_path:
         serve_metrics(wss, args.metrics_path)
-    scheme = "https" if args.ssl_certfile else "http"
+    secure = "s" if args.ssl_certfile else ""
 
     def ready(servers: list[Server]) -> None:
         host, port = servers[0].address or ("?", 0)
         shown = "localhost" if args.host is None else args.host
-        print(f"wsserver: demo on {scheme}://{shown}:{port}/ (bound to {host})", flush=True)
+        print(
+            f"wsserver: demo listening on ws{secure}://{shown}:{port}/ (bound to {host}); "
+            f"open http{secure}://{shown}:{port}/ in a browser",
+            flush=True,
+        )
 
     try:
         run(wss, ready=ready)

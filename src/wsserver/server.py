@@ -229,6 +229,7 @@ class Server(EventEmitter):
 
     def _broadcast_frame(self, frame: bytes, exclude: WebSocketConnection | None) -> int:
         count = 0
+        queued = 0  # frames that went through _write (counted in stats there)
         for client in self._clients:
             if client is not exclude and client._proto.state == OPEN:
                 if client._pending is None and not client._write_paused:
@@ -238,7 +239,10 @@ class Server(EventEmitter):
                     client._transport.write(frame)
                 else:
                     client._write(frame)
+                    queued += 1
                 count += 1
+        self._frames_out += count - queued
+        self._bytes_out += (count - queued) * len(frame)
         return count
 
     async def __aenter__(self) -> Server:
