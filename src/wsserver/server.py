@@ -250,13 +250,17 @@ class Server(EventEmitter):
     # -- keepalive ------------------------------------------------------------
 
     def _keepalive(self) -> None:
-        """Ping every client that sent nothing for a whole ``pingInterval``."""
+        """Ping every client that sent nothing for a whole ``pingInterval``.
+
+        A client whose reading is paused because async listeners are still
+        busy is not pinged: its silence is the server's doing.
+        """
         options = self.options
         assert options.ping_interval is not None
         pinged = []
         ping = encode_frame(OP_PING, b"")
         for client in self._clients:
-            if client._active:
+            if client._active or client._halted:
                 client._active = False
             elif client._proto.state == OPEN:
                 client._write(ping)
@@ -267,7 +271,7 @@ class Server(EventEmitter):
 
     def _drop_silent(self, pinged: list[WebSocketConnection]) -> None:
         for client in pinged:
-            if not client._active and not client._closed:
+            if not client._active and not client._closed and not client._halted:
                 error = ConnectionDropped("no pong within pingTimeout")
                 logger.info("%s: %s; dropping the connection", client.remote_address, error)
                 client.emit("error", error)
@@ -300,6 +304,9 @@ class Server(EventEmitter):
         if self._listener is not None:
             self._listener.close()
         self._clients_gone = asyncio.Event()
+        # run the sends other threads queued before close() (call_soon_threadsafe),
+        # so they go out ahead of the 1001 close frames
+        await asyncio.sleep(0)
         if self._clients:
             for client in list(self._clients):
                 client.close(1001, "server shutting down")

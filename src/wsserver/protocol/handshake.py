@@ -115,12 +115,12 @@ class Request:
 class _ParserCallbacks:
     """Collects what httptools reports, within the limits."""
 
-    __slots__ = ("url", "headers", "header_bytes", "max_headers", "headers_done")
+    __slots__ = ("url", "headers", "body_bytes", "max_headers", "headers_done")
 
     def __init__(self, max_headers: int) -> None:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
-        self.header_bytes = 0
+        self.body_bytes = 0  # bytes of a plain request's body (not part of the head)
         self.max_headers = max_headers
         self.headers_done = False
 
@@ -134,6 +134,9 @@ class _ParserCallbacks:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
 
 
 class RequestParser:
@@ -160,6 +163,7 @@ class RequestParser:
     def feed(self, data: bytes) -> Request | None:
         """Parse ``data``; the request once its head is complete."""
         callbacks = self._callbacks
+        body_before = callbacks.body_bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -173,10 +177,14 @@ class RequestParser:
         except httptools.HttpParserError:
             if not callbacks.headers_done:
                 raise HandshakeError(400, "malformed HTTP request") from None
+        # the limit holds however the head is split into reads
+        if self.upgrade:
+            self._received += len(data) - len(self.trailing)
+        else:
+            self._received += len(data) - (callbacks.body_bytes - body_before)
+        if self._received > self._max_header_size:
+            raise HandshakeError(431, "request header too large")
         if not callbacks.headers_done:
-            self._received += len(data)
-            if self._received > self._max_header_size:
-                raise HandshakeError(431, "request header too large")
             return None
         return Request(
             self._parser.get_method().decode("ascii", "replace"),
