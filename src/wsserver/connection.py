@@ -173,9 +173,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
 
     def _send_frame(self, payload: bytes, opcode: int, mask: bool, compress: bool | None) -> None:
         proto = self._proto
-        if proto.state != OPEN and not proto.output:
-            # closed; but while a read that ended with the peer's close frame is
-            # dispatched, the echo is still in ``output``: replies go out before it
+        if proto.state != OPEN:
             return
         if proto.deflate is None and not mask:
             self._write(encode_frame(opcode, payload))

@@ -304,9 +304,6 @@ class Server(EventEmitter):
         if self._listener is not None:
             self._listener.close()
         self._clients_gone = asyncio.Event()
-        # run the sends other threads queued before close() (call_soon_threadsafe),
-        # so they go out ahead of the 1001 close frames
-        await asyncio.sleep(0)
         if self._clients:
             for client in list(self._clients):
                 client.close(1001, "server shutting down")
