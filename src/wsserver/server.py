@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import socket
 from collections import Counter
@@ -122,19 +123,31 @@ class Server(EventEmitter):
         logger.debug("listening on %s", self.address)
         self.emit("listening")
 
-    def close(self) -> asyncio.Future[None]:
-        """Stop accepting, close every client with 1001 and wait for them
-        (at most ``closeTimeout``); emits ``close``. Await the result to wait."""
+    def close(self) -> asyncio.Future[None] | concurrent.futures.Future[None]:
+        """Stop accepting, flush what was sent, close every client with 1001 and
+        wait for them (at most ``closeTimeout``, then drop them); emits ``close``.
+
+        Await the result to wait. Safe from any thread: from a thread without
+        an event loop it returns a ``concurrent.futures.Future`` (``.result()``
+        waits); from a thread running another loop, a future of that loop.
+        """
         if self._thread_id is not None and get_ident() != self._thread_id:
-            return asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
-            )
+            future = asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
+            try:
+                caller_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return future
+            return asyncio.wrap_future(future, loop=caller_loop)
+        return self._closing()
+
+    def _closing(self) -> asyncio.Future[None]:
+        """``close()`` on the server's own loop."""
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close())
         return self._close_task
 
     async def _close_once(self) -> None:
-        await self.close()
+        await self._closing()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed."""
@@ -166,7 +179,7 @@ class Server(EventEmitter):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self._closing()
 
     def __repr__(self) -> str:
         return f"<Server {self.address or self.options.port} {self._state} clients={len(self._clients)}>"
