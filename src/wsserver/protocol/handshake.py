@@ -115,12 +115,12 @@ class Request:
 class _ParserCallbacks:
     """Collects what httptools reports, within the limits."""
 
-    __slots__ = ("url", "headers", "body_bytes", "max_headers", "headers_done")
+    __slots__ = ("url", "headers", "header_bytes", "max_headers", "headers_done")
 
     def __init__(self, max_headers: int) -> None:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
-        self.body_bytes = 0  # bytes of a plain request's body (not part of the head)
+        self.header_bytes = 0
         self.max_headers = max_headers
         self.headers_done = False
 
@@ -135,9 +135,6 @@ class _ParserCallbacks:
     def on_headers_complete(self) -> None:
         self.headers_done = True
 
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-
 
 class RequestParser:
     """Feed bytes until the request head is complete.
@@ -146,7 +143,10 @@ class RequestParser:
     :class:`Request`; ``trailing`` holds the bytes received after the head (a
     client may send frames right behind its upgrade request). Raises
     :class:`HandshakeError` with 400 for malformed HTTP and 431 when the head
-    exceeds ``max_header_size`` bytes or ``max_headers`` headers.
+    exceeds ``max_header_size`` bytes or ``max_headers`` headers. An upgrade
+    request's head is measured exactly, however it is split into reads; a
+    plain request's only up to the read that completes it (it is answered and
+    closed, so at most that one read more is held).
     """
 
     __slots__ = ("_callbacks", "_parser", "_received", "_max_header_size", "trailing", "upgrade")
@@ -163,7 +163,6 @@ class RequestParser:
     def feed(self, data: bytes) -> Request | None:
         """Parse ``data``; the request once its head is complete."""
         callbacks = self._callbacks
-        body_before = callbacks.body_bytes
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -177,11 +176,10 @@ class RequestParser:
         except httptools.HttpParserError:
             if not callbacks.headers_done:
                 raise HandshakeError(400, "malformed HTTP request") from None
-        # the limit holds however the head is split into reads
-        if self.upgrade:
+        if self.upgrade:  # the head's exact size, however it was split into reads
             self._received += len(data) - len(self.trailing)
-        else:
-            self._received += len(data) - (callbacks.body_bytes - body_before)
+        elif not callbacks.headers_done:
+            self._received += len(data)
         if self._received > self._max_header_size:
             raise HandshakeError(431, "request header too large")
         if not callbacks.headers_done:
