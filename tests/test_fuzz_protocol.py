@@ -301,3 +301,15 @@ def test_arbitrary_bytes_only_raise_handshake_error(data: bytes, cuts: list[int]
         kind, result = parse(pieces)  # HandshakeError is caught there; anything else fails
         if kind == "error":
             assert result in (400, 431)
+
+
+def test_fragment_limit_wins_over_utf8_however_split() -> None:
+    """Found by the fuzzer: a continuation frame over ``max_fragments`` with bad
+    UTF-8 failed with 1007 when its payload streamed in, 1008 when whole."""
+    stream = encode_frame(0x1, b"ok", fin=False, mask_key=b"abcd") + encode_frame(
+        0x0, b"\xb1\xf2\x46\xce", mask_key=b"efgh"
+    )
+    for cut in range(len(stream) + 1):
+        connection = ServerConnection(max_fragments=1)
+        events = connection.receive_data(stream[:cut]) + connection.receive_data(stream[cut:])
+        assert [normalize(event) for event in events] == [("fail", 1008)], cut
