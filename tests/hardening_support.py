@@ -99,11 +99,14 @@ class RawClient:
         raise AssertionError("no close frame")
 
     async def read_to_eof(self, timeout: float = TIMEOUT) -> bytes:
-        """Everything until the server closes the TCP connection (a reset counts as the end)."""
+        """Everything until the server ends the TCP connection (a reset counts as
+        the end); then close our side too, as a client does."""
         try:
             return await asyncio.wait_for(self.reader.read(), timeout)
         except ConnectionResetError:
             return b""
+        finally:
+            self.close()
 
     def close(self) -> None:
         self.writer.close()
