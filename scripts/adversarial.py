@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -52,8 +53,8 @@ SERVER_OPTIONS: dict[str, dict[str, Any]] = {
 
 #: attack sizes: (connections per attack) and phase lengths in seconds
 PLANS: dict[str, dict[str, Any]] = {
-    "full": {"honest": 16, "baseline": 8.0, "attack": 30.0, "settle": 4.0, "scale": 1.0},
-    "short": {"honest": 8, "baseline": 3.0, "attack": 11.0, "settle": 2.0, "scale": 0.4},
+    "full": {"honest": 16, "baseline": 8.0, "attack": 30.0, "settle": 4.0, "scale": 1.0, "rounds": 3},
+    "short": {"honest": 8, "baseline": 3.0, "attack": 11.0, "settle": 2.0, "scale": 0.4, "rounds": 1},
 }
 
 PUSH_MESSAGE = b"p" * 65536
@@ -234,7 +235,7 @@ class FirstWave:
             self.answered.set()
 
 
-WAVE = FirstWave()
+WAVE = FirstWave()  # replaced at the start of each round
 
 
 async def opened(port: int, path: str = "/", receive_buffer: int | None = None) -> Raw:
@@ -361,10 +362,8 @@ async def never_reads(port: int, count: int, path: str, seconds: float) -> tuple
 
 
 async def backlog_flood(port: int, count: int, hold: float) -> Counter[str]:
-    try:  # after the first wave's handshakes (bounded wait)
+    with contextlib.suppress(asyncio.TimeoutError):  # after the first wave's handshakes
         await asyncio.wait_for(WAVE.answered.wait(), 10)
-    except asyncio.TimeoutError:
-        pass
 
     async def one(_: int) -> str:
         try:
@@ -397,7 +396,7 @@ async def invalid_utf8(port: int, count: int) -> Counter[str]:
     async def one(index: int) -> str:
         raw = await opened(port)
         if index % 2:
-            raw.writer.write(masked(0x1, "valid text, then ".encode() + b"\xc3\x28"))
+            raw.writer.write(masked(0x1, b"valid text, then " + b"\xc3\x28"))
         else:  # fragmented: the bad byte is in the second fragment
             raw.writer.write(masked(0x1, b"fine", fin=False) + masked(0x0, b"\xed\xa0\x80"))
         result = await raw.close_code(5)
@@ -425,10 +424,8 @@ async def ping_flood(port: int, count: int, pings: int) -> Counter[str]:
         for _ in range(pings // 1000):
             if not await raw.send(ping * 1000, 5):
                 break
-        try:
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             await asyncio.wait_for(reading, 10)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass
         raw.writer.write(masked(0x8, struct.pack("!H", 1000)))
         closing = await raw.close_code(5)
         raw.close()
@@ -449,12 +446,40 @@ async def garbage(port: int, count: int) -> Counter[str]:
     return await each(count, one)
 
 
-async def attack(port: int, plan: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """Every attack at once; what the server answered to each."""
-    scale = plan["scale"]
-    hold = plan["attack"] - 1.0
-    max_fragments = 100_000  # the default
+async def attack(port: int, plan: dict[str, Any], options: dict[str, Any], server_pid: int) -> dict[str, Any]:
+    """``rounds`` rounds of every attack at once; what the server answered to
+    each, and the server's RSS after each round (it must not keep growing)."""
     started = time.monotonic()
+    report: dict[str, Any] = {}
+    rss_after_rounds = []
+    for _ in range(plan["rounds"]):
+        results = await attack_round(port, plan, options)
+        for name, entry in results.items():
+            merged = report.setdefault(name, {"seconds": 0.0, "outcomes": {}})
+            if "error" in entry:
+                merged["error"] = entry["error"]
+                continue
+            merged["seconds"] = round(max(merged["seconds"], entry["seconds"]), 2)
+            for outcome, count in entry["outcomes"].items():
+                merged["outcomes"][outcome] = merged["outcomes"].get(outcome, 0) + count
+            if "most bytes one peer pushed" in entry:
+                merged["most bytes one peer pushed"] = max(
+                    merged.get("most bytes one peer pushed", 0), entry["most bytes one peer pushed"]
+                )
+        await asyncio.sleep(options["ping_interval"] + options["ping_timeout"] + 1)  # let the drops land
+        rss_after_rounds.append(round(rss_kib(server_pid)[0] / 1024, 1))
+    report["_total_seconds"] = round(time.monotonic() - started, 2)
+    report["_rss_mib_after_each_round"] = rss_after_rounds
+    return report
+
+
+async def attack_round(port: int, plan: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Every attack at once; what the server answered to each."""
+    global WAVE
+    WAVE = FirstWave()
+    scale = plan["scale"]
+    hold = plan["attack"] / plan["rounds"]
+    max_fragments = 100_000  # the default
 
     async def timed(coroutine: Awaitable[Any]) -> tuple[Any, float]:
         begin = time.monotonic()
@@ -481,7 +506,7 @@ async def attack(port: int, plan: dict[str, Any], options: dict[str, Any]) -> di
     names = list(jobs)
     results = await asyncio.gather(*(timed(job) for job in jobs.values()), return_exceptions=True)
     report: dict[str, Any] = {}
-    for name, result in zip(names, results):
+    for name, result in zip(names, results, strict=True):
         if isinstance(result, BaseException):
             report[name] = {"error": repr(result)}
             continue
@@ -494,7 +519,6 @@ async def attack(port: int, plan: dict[str, Any], options: dict[str, Any]) -> di
         else:
             entry["outcomes"] = dict(value)
         report[name] = entry
-    report["_total_seconds"] = round(time.monotonic() - started, 2)
     return report
 
 
@@ -651,9 +675,10 @@ async def orchestrate(mode: str) -> dict[str, Any]:
         attack_start = time.monotonic()
         attacker = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--role", "attacker", "--port", str(port), "--mode", mode,
+            "--server-pid", str(server.pid),
             stdout=asyncio.subprocess.PIPE, env=env,
         )
-        out, _ = await asyncio.wait_for(attacker.communicate(), plan["attack"] + 60)
+        out, _ = await asyncio.wait_for(attacker.communicate(), plan["attack"] + 30 * plan["rounds"] + 30)
         attack_end = time.monotonic()
         attacks = json.loads(out)
         await asyncio.sleep(plan["settle"])
@@ -731,7 +756,8 @@ def print_report(report: dict[str, Any]) -> None:
     for phase in ("latency before the attack", "latency during the attack"):
         print(f"{phase}: {honest[phase]}")
     rss = report["server RSS MiB"]
-    print(f"server RSS MiB: before {rss['before']}  peak {rss['peak']}  after {rss['after']}")
+    print(f"server RSS MiB: before {rss['before']}  peak {rss['peak']}  after {rss['after']}  "
+          f"(after each attack round: {report['attacks']['_rss_mib_after_each_round']})")
     print("attacks:")
     for name, entry in report["attacks"].items():
         if name.startswith("_"):
@@ -754,12 +780,13 @@ def main() -> int:
     parser.add_argument("--options", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "server":
         serve(json.loads(args.options))
         return 0
     if args.role == "attacker":
-        result = asyncio.run(attack(args.port, PLANS[args.mode], SERVER_OPTIONS[args.mode]))
+        result = asyncio.run(attack(args.port, PLANS[args.mode], SERVER_OPTIONS[args.mode], args.server_pid))
         print(json.dumps(result))
         return 0
     report = asyncio.run(orchestrate("short" if args.short else "full"))

@@ -8,9 +8,9 @@ import asyncio
 from typing import Any
 
 import websockets
-from hardening_support import TIMEOUT, RawClient, client_frame
 
 import wsserver as ws
+from hardening_support import TIMEOUT, RawClient, client_frame
 
 MESSAGE = b"m" * 65536
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import websockets
-from hardening_support import TIMEOUT, RawClient
 
 import wsserver as ws
+from hardening_support import TIMEOUT, RawClient
 
 
 async def test_silent_peer_is_dropped_and_answering_peer_kept() -> None:

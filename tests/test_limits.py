@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import websockets
-from hardening_support import TIMEOUT, RawClient, client_frame, frame_header_64, upgrade_request
 
 import wsserver as ws
+from hardening_support import TIMEOUT, RawClient, client_frame, frame_header_64, upgrade_request
 from wsserver.options import ServerOptions
 
 
@@ -137,13 +137,12 @@ async def test_fragments_up_to_the_limit_make_a_message() -> None:
 
 
 async def test_invalid_utf8_gets_1007_and_others_carry_on() -> None:
-    async with echo_server() as wss:
-        async with websockets.connect(url(wss)) as honest:
-            attacker = await RawClient.open(wss.port)
-            attacker.send(client_frame(0x1, b"ok \xff\xfe"))
-            assert await attacker.read_close_code() == 1007
-            await honest.send("fine")
-            assert await honest.recv() == "fine"
+    async with echo_server() as wss, websockets.connect(url(wss)) as honest:
+        attacker = await RawClient.open(wss.port)
+        attacker.send(client_frame(0x1, b"ok \xff\xfe"))
+        assert await attacker.read_close_code() == 1007
+        await honest.send("fine")
+        assert await honest.recv() == "fine"
 
 
 async def test_over_backlog_gets_503_at_once_and_is_not_held() -> None:

@@ -13,9 +13,9 @@ import threading
 from pathlib import Path
 
 import websockets
-from hardening_support import TIMEOUT, RawClient, upgrade_request
 
 import wsserver as ws
+from hardening_support import TIMEOUT, RawClient, upgrade_request
 
 COUNT = 10_000
 SRC = str(Path(__file__).resolve().parents[1] / "src")

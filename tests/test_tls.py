@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hardening_support import TIMEOUT, RawClient
 
 import wsserver as ws
+from hardening_support import TIMEOUT, RawClient
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +80,13 @@ async def test_wss_echo_with_websockets_and_aiohttp(certificate: tuple[Path, Pat
             big = bytes(range(256)) * 4096  # 1 MiB through TLS records
             await client.send(big)
             assert await asyncio.wait_for(client.recv(), TIMEOUT) == big
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"wss://localhost:{wss.port}/", ssl=client_context) as client:
-                await client.send_str("aiohttp")
-                message = await asyncio.wait_for(client.receive(), TIMEOUT)
-                assert message.data == "aiohttp"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"wss://localhost:{wss.port}/", ssl=client_context) as client,
+        ):
+            await client.send_str("aiohttp")
+            message = await asyncio.wait_for(client.receive(), TIMEOUT)
+            assert message.data == "aiohttp"
 
 
 async def test_a_client_that_does_not_trust_the_certificate_fails(certificate: tuple[Path, Path]) -> None:
