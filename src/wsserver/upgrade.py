@@ -5,11 +5,13 @@ until its handshake succeeds; it then hands the transport to a new
 :class:`~wsserver.connection.WebSocketConnection` (``transport.set_protocol``).
 Plain HTTP requests go to the ``httpHandler`` option (default: 426).
 
-Every refusal (4xx/5xx, and the ``503`` a connection over ``backlog`` gets as
-soon as it is accepted) is followed by a short linger: the server half-closes,
-discards what the client is still sending until it closes too, and drops the
-connection after ``LINGER`` seconds at most. Closing at once on unread input
-would make the kernel reset the connection under the response.
+A connection over ``backlog`` gets ``503`` as soon as its request head is in,
+or after ``LINGER`` seconds if it sends none: it never waits for
+``handshakeTimeout``. Every refusal (4xx/5xx) is followed by a short linger:
+the server half-closes, discards what the client is still sending until it
+closes too, and drops the connection after ``LINGER`` seconds at most. Closing
+at once on unread input would make the kernel reset the connection under the
+response.
 """
 
 from __future__ import annotations
@@ -106,13 +108,18 @@ class HttpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         server = self._server
         if not server._handshake_started():
-            # over backlog: answer without reading the request, hold nothing
+            # over backlog: 503 as soon as the request head is in, or after LINGER at most
             self._over_capacity = True
-            server._count_refusal(503)
-            logger.info("over backlog (%d): 503 to %s", server.options.backlog, self._peer())
-            self._respond(SERVICE_UNAVAILABLE)
+            grace = min(LINGER, server.options.handshake_timeout)
+            self._timer = server._loop.call_later(grace, self._turn_away)
             return
         self._timer = server._loop.call_later(server.options.handshake_timeout, self._timed_out)
+
+    def _turn_away(self) -> None:
+        server = self._server
+        server._count_refusal(503)
+        logger.info("over backlog (%d): 503 to %s", server.options.backlog, self._peer())
+        self._respond(SERVICE_UNAVAILABLE)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -123,7 +130,14 @@ class HttpProtocol(asyncio.Protocol):
         try:
             request = self._parser.feed(data)
         except HandshakeError as error:
-            self._refuse(error)
+            if self._over_capacity:
+                self._turn_away()
+            else:
+                self._refuse(error)
+            return
+        if self._over_capacity:
+            if request is not None:
+                self._turn_away()
             return
         if request is not None:
             self._request = request
