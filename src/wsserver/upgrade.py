@@ -279,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         server = self._server
         if server._state != "listening":  # wss.close() began during this handshake
-            self._refuse(HandshakeError(503, "server shutting down", [("Retry-After", "1")]))
+            self._refuse(HandshakeError(503, "the server is shutting down", [("Retry-After", "1")]))
             return
         self._cancel_timer()
         options = server.options
