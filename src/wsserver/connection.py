@@ -105,7 +105,6 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         "_held_events",
         "_listener_tasks",
         "_replying",
-        "_finishing",
         "__weakref__",
     )
 
@@ -142,7 +141,6 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         # protocol error in the same read: replies to them still go out,
         # ahead of the close frame
         self._replying = False
-        self._finishing = False  # _finish() ran: half-closed, waiting for the peer's end
 
     # -- properties ------------------------------------------------------
 
@@ -258,20 +256,11 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
 
     def _finish(self) -> None:
         """The close frames are exchanged, or the connection failed: send what is
-        queued, then half-close and discard the peer's input until it closes too
-        (closing on unread input would reset the connection under our close
-        frame), for at most ``closeTimeout``."""
-        self._finishing = True
+        queued and close TCP, dropping it if the flush takes over
+        ``closeTimeout`` (a peer that stops reading cannot hold it open)."""
         self._flush()
-        transport = self._transport
-        if transport.is_closing():
-            return
-        if transport.can_write_eof():
-            transport.write_eof()
-            transport.resume_reading()  # to see the peer's end; the state machine ignores the rest
-        else:  # TLS: close_notify
-            transport.close()
-        self._arm_close_timer()  # a peer that stops reading cannot hold the flush open
+        self._transport.close()
+        self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
         """Drop the TCP connection if it is not gone within ``closeTimeout``."""
@@ -372,7 +361,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
                 self._replying = False
             if proto.output:
                 self._write_output()
-            if proto.state == CLOSED and not self._finishing:
+            if proto.state == CLOSED and not self._transport.is_closing():
                 self._finish()
         finally:
             server._batch_depth -= 1
