@@ -147,6 +147,8 @@ class RedisBroker:
     max_delay = 2.0
     #: a silent subscriber connection is pinged after this long, dropped after twice it
     health_interval = 5.0
+    #: how long Redis may take to acknowledge a batch of publishes before the connection is dropped
+    reply_timeout = 10.0
     #: how long ``close()`` waits for queued publishes to reach Redis
     close_flush_timeout = 1.0
 
@@ -305,10 +307,8 @@ class RedisBroker:
                 batch.append(item)
                 size += len(item[1])
             try:
-                commands = connection.pack_commands([(b"PUBLISH", channel, message) for channel, message in batch])
-                await connection.send_packed_command(commands, check_health=False)
-                for _ in batch:
-                    await connection.read_response()
+                await connection.send_packed_command(_pack_publishes(batch), check_health=False)
+                await asyncio.wait_for(_read_replies(connection, len(batch)), self.reply_timeout)
             except BaseException:
                 stats.unconfirmed += len(batch)
                 raise
@@ -344,9 +344,9 @@ class RedisBroker:
 
     async def _read_messages(self, connection: AbstractConnection) -> None:
         while True:
-            response = await connection.read_response(timeout=math.inf)
+            response = await connection.read_response(timeout=math.inf, push_request=True)
             self._reads += 1
-            if type(response) is not list:
+            if not isinstance(response, list):
                 continue  # +PONG before the first SUBSCRIBE
             kind = response[0]
             if kind == b"message":
@@ -428,6 +428,21 @@ class RedisBroker:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+
+def _pack_publishes(batch: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """``PUBLISH channel message`` commands in RESP, the payloads not copied."""
+    chunks = []
+    for channel, message in batch:
+        chunks.append(b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n" % (len(channel), channel, len(message)))
+        chunks.append(message)
+        chunks.append(b"\r\n")
+    return chunks
+
+
+async def _read_replies(connection: AbstractConnection, count: int) -> None:
+    for _ in range(count):
+        await connection.read_response(timeout=math.inf)
 
 
 def _chunked(command: bytes, channels: list[bytes]) -> list[tuple[bytes, ...]]:
