@@ -14,9 +14,12 @@ its own messages coming back from Redis), so local delivery never waits for, or
 depends on, Redis.
 
 When Redis is unreachable both connections reconnect with exponential backoff
-(with jitter) and the subscriber subscribes again. Publishes wait in a buffer
-of at most ``buffer`` bytes (URL parameter, default 1 MiB; one message is
-always accepted when the buffer is empty); publishes that do not fit are not
+(with jitter, at most ``max_delay`` apart) and the subscriber subscribes again;
+the publisher, once reconnected, waits ``max_delay`` + 1 s (so that the other
+processes are back too) before it sends what was published meanwhile. Publishes wait in a buffer
+of at most ``buffer`` bytes (URL parameter, default 8 MiB; one message is
+always accepted when the buffer is empty; the same bound holds while Redis is
+up, where it only fills if publishes outrun Redis); publishes that do not fit are not
 relayed (local subscribers still get them), counted in ``stats.dropped``, and
 the server emits ``error`` with :class:`PublishDropped` once per episode.
 Publishes written to a connection that dies before Redis acknowledged them are
@@ -97,7 +100,7 @@ class BrokerSettings:
 
     redis_url: str
     prefix: str = "wsserver:"
-    buffer: int = 1 << 20
+    buffer: int = 8 << 20
 
 
 def parse_broker_url(url: str) -> BrokerSettings:
@@ -168,6 +171,7 @@ class RedisBroker:
         self._queue: deque[tuple[bytes, bytes]] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
+        self._publisher: AbstractConnection | None = None
         self._publisher_ready = False
         self._dropping = False
         # subscriber
@@ -278,8 +282,15 @@ class RedisBroker:
     # -- publisher ---------------------------------------------------------
 
     async def _run_publisher(self) -> None:
+        reconnecting = False
         while True:
             connection = await self._connect("publisher")
+            self._publisher = connection
+            if reconnecting:
+                # the other processes retry at most max_delay apart: give them the time to
+                # be back and subscribed before sending what was published during the outage
+                await asyncio.sleep(self.max_delay + 1.0)
+            reconnecting = True
             self._publisher_ready = True
             try:
                 await self._publish_queued(connection)
@@ -287,6 +298,7 @@ class RedisBroker:
                 self._connection_lost("publisher", exc)
             finally:
                 self._publisher_ready = False
+                self._publisher = None
                 await _disconnect(connection)
 
     async def _publish_queued(self, connection: AbstractConnection) -> None:
@@ -300,6 +312,8 @@ class RedisBroker:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            if not connection.is_connected:  # closed by _run_subscriber: Redis went away
+                raise ConnectionError("the publisher's connection is closed")
             batch: list[tuple[bytes, bytes]] = []
             size = 0
             while queue and len(batch) < _BATCH_MESSAGES and size < _BATCH_BYTES:
@@ -334,6 +348,10 @@ class RedisBroker:
                 await self._read_messages(connection)
             except _CONNECTION_ERRORS as exc:
                 self._connection_lost("subscriber", exc)
+                if self._publisher is not None:
+                    # the same Redis: close the (idle) publisher's connection too, so that it
+                    # keeps its queue instead of writing it into a dead connection
+                    await _disconnect(self._publisher)
             finally:
                 self._subscriber = None
                 watchdog.cancel()
