@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio
-import scaleout_app
 import websockets
-from scaleout_helpers import RedisProcess
 
+import scaleout_app
 import wsserver
+from scaleout_helpers import RedisProcess
 from wsserver.broker import BrokerDisconnected, PublishDropped, RedisBroker, parse_broker_url
 
 

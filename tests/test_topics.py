@@ -7,9 +7,9 @@ import threading
 from collections.abc import AsyncIterator
 
 import pytest
-import scaleout_app
 import websockets
 
+import scaleout_app
 import wsserver
 import wsserver.topics
 

@@ -282,8 +282,12 @@ def _worker_main(
     def on_ready(servers: list[Server]) -> None:
         import asyncio
 
-        channel.send(("ready", servers[0].address))
         loop = asyncio.get_running_loop()
+        try:
+            channel.send(("ready", servers[0].address))
+        except OSError:  # the supervisor died meanwhile
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
         def parent_gone() -> None:
             loop.remove_reader(channel.fileno())
