@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -257,6 +258,7 @@ async def test_redis_restart_during_traffic(redis_server: RedisProcess) -> None:
 
             # restart: both processes reconnect and resubscribe
             redis_server.start()
+            restarted = asyncio.get_running_loop().time()
             await pair.synced()
             # probes until one crosses from B to A: B's publisher is back too
             loop = asyncio.get_running_loop()
@@ -272,6 +274,7 @@ async def test_redis_restart_during_traffic(redis_server: RedisProcess) -> None:
                         if str(arrived[-1]).startswith("probe"):
                             break
             assert any(str(m).startswith("probe") for m in arrived)
+            resumed_after = asyncio.get_running_loop().time() - restarted
             after_start = len(sent)
             await publish("after", 300)
             await publisher.send("pub t mark3")
@@ -288,6 +291,7 @@ async def test_redis_restart_during_traffic(redis_server: RedisProcess) -> None:
             print(
                 f"\nredis restart: {len(outage_sent)} publishes during the outage, {dropped_in_outage} dropped "
                 f"(buffer full), {buffered} buffered, {len(from_outage)} of them reached A after the restart; "
+                f"B to A delivery resumed {resumed_after:.2f} s after Redis was back; "
                 f"B stats {broker(pair.b).stats}; A stats {broker(pair.a).stats}"
             )
             # every publish of B is accounted for exactly once, once the queue is empty
@@ -299,5 +303,39 @@ async def test_redis_restart_during_traffic(redis_server: RedisProcess) -> None:
             stats_b = broker(pair.b).stats
             assert stats_b.published + stats_b.dropped + stats_b.unconfirmed == total
             assert stats_b.reconnects == 1 and broker(pair.a).stats.reconnects == 1
+    finally:
+        await pair.close()
+
+
+async def test_hung_redis_is_detected_by_the_ping(
+    redis_server: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that keeps the connection open but answers nothing (SIGSTOP)."""
+    monkeypatch.setattr(RedisBroker, "health_interval", 0.2)
+    monkeypatch.setattr(RedisBroker, "max_delay", 0.2)
+    pair = Pair(redis_server.url)
+    await pair.start()
+    assert redis_server.process is not None
+    try:
+        async with websockets.connect(url(pair.a)) as on_a, websockets.connect(url(pair.b)) as publisher:
+            await subscribe(on_a, "t")
+            redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                for _ in range(250):
+                    if any(isinstance(error, BrokerDisconnected) for error in pair.errors):
+                        break
+                    await asyncio.sleep(0.02)
+                assert any(isinstance(error, BrokerDisconnected) for error in pair.errors)
+            finally:
+                redis_server.process.send_signal(signal.SIGCONT)
+            await pair.synced()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            arrived = None
+            while arrived is None and loop.time() < deadline:
+                await publisher.send("pub t back")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    arrived = await asyncio.wait_for(on_a.recv(), 0.3)
+            assert arrived == "back"
     finally:
         await pair.close()
