@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, Union
 
 from .close_codes import (
     INVALID_PAYLOAD,
-    MESSAGE_TOO_BIG,
     NO_STATUS_RECEIVED,
     POLICY_VIOLATION,
     PROTOCOL_ERROR,
 )
-from .errors import ProtocolError
+from .errors import PayloadTooBig, ProtocolError
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     OP_BINARY,
@@ -249,9 +248,7 @@ class ServerConnection:
                     if self._message_size + length > self.max_payload and not (
                         self._message_compressed or first & 0x40
                     ):
-                        raise ProtocolError(
-                            MESSAGE_TOO_BIG, f"message over maxPayload ({self.max_payload} bytes)"
-                        )
+                        raise PayloadTooBig(f"message over maxPayload ({self.max_payload} bytes)")
                 end = start + length
                 if end > end_of_data:
                     if start < end_of_data and opcode < 8:
@@ -373,9 +370,7 @@ class ServerConnection:
             )
         self._message_size += len(payload)
         if self._message_size > self.max_payload:
-            raise ProtocolError(
-                MESSAGE_TOO_BIG, f"message over maxPayload ({self.max_payload} bytes)"
-            )
+            raise PayloadTooBig(f"message over maxPayload ({self.max_payload} bytes)")
         if self._message_opcode == OP_TEXT:
             self._append_text(payload, fin)
         elif payload:
