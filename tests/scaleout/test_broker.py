@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio
-import websockets
-
 import scaleout_app
-import wsserver
+import websockets
 from scaleout_helpers import RedisProcess
+
+import wsserver
 from wsserver.broker import BrokerDisconnected, PublishDropped, RedisBroker, parse_broker_url
 
 

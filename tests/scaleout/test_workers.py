@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import websockets
-
 from scaleout_helpers import RedisProcess, env_with_src
 
 LISTENING = re.compile(r"listening on ws://[^:]+:(\d+)/")

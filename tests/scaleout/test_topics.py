@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
 import pytest
+import scaleout_app
 import websockets
 
-import scaleout_app
 import wsserver
 import wsserver.topics
+from conftest import ServerFactory
 
 
 @pytest.fixture
-async def wss() -> AsyncIterator[wsserver.Server]:
-    server = wsserver.Server(port=0, host="127.0.0.1")
+async def wss(make_server: ServerFactory) -> wsserver.Server:
+    server = await make_server()
     scaleout_app.setup(server)
-    await server.start()
-    yield server
-    await server.close()
+    return server
 
 
 def url(server: wsserver.Server) -> str:
