@@ -177,7 +177,8 @@ class RedisBroker:
         # subscriber
         self._subscriber: AbstractConnection | None = None
         self._in_redis: dict[bytes, str | None] = {}  # channel -> topic (None: broadcast)
-        self._dirty = True
+        self._changed: set[str] = set()  # topics whose local subscribers came or went
+        self._resync = True  # subscribe to everything (a new connection)
         self._pending_acks = 0
         self._reads = 0
         self._sync_task: asyncio.Task[None] | None = None
@@ -215,9 +216,12 @@ class RedisBroker:
         self._queued_bytes += size
         self._wakeup.set()
 
-    def topics_changed(self) -> None:
-        """A topic gained its first or lost its last local subscriber."""
-        self._dirty = True
+    def topic_changed(self, topic: str) -> None:
+        """``topic`` gained its first or lost its last local subscriber."""
+        self._changed.add(topic)
+        self._schedule_sync()
+
+    def _schedule_sync(self) -> None:
         if self._subscriber is not None and (self._sync_task is None or self._sync_task.done()):
             self._sync_task = asyncio.get_running_loop().create_task(self._sync(self._subscriber))
 
@@ -341,10 +345,11 @@ class RedisBroker:
             connection = await self._connect("subscriber")
             self._subscriber = connection
             self._in_redis = {}
+            self._resync = True
             self._pending_acks = 0
             watchdog = asyncio.get_running_loop().create_task(self._watch(connection))
             try:
-                self.topics_changed()
+                self._schedule_sync()
                 await self._read_messages(connection)
             except _CONNECTION_ERRORS as exc:
                 self._connection_lost("subscriber", exc)
@@ -395,14 +400,26 @@ class RedisBroker:
     async def _sync(self, connection: AbstractConnection) -> None:
         """Make Redis's subscriptions match the topics with local subscribers."""
         try:
-            while self._dirty:
-                self._dirty = False
-                prefix = self._topic_prefix
-                wanted: dict[bytes, str | None] = {(prefix + topic).encode(): topic for topic in self._hub.topics}
-                wanted[self._broadcast_channel] = None
-                subscribe = [channel for channel in wanted if channel not in self._in_redis]
-                unsubscribe = [channel for channel in self._in_redis if channel not in wanted]
-                self._in_redis = wanted
+            while self._resync or self._changed:
+                if self._resync:
+                    self._resync = False
+                    self._changed.clear()
+                    changed: Iterable[str] = self._hub.topics
+                    subscribe = [self._broadcast_channel]
+                    self._in_redis[self._broadcast_channel] = None
+                else:
+                    changed, self._changed = self._changed, set()
+                    subscribe = []
+                unsubscribe = []
+                for topic in changed:
+                    channel = (self._topic_prefix + topic).encode()
+                    if self._hub.has_subscribers(topic):
+                        if channel not in self._in_redis:
+                            subscribe.append(channel)
+                            self._in_redis[channel] = topic
+                    elif channel in self._in_redis:
+                        unsubscribe.append(channel)
+                        del self._in_redis[channel]
                 commands = [*_chunked(b"SUBSCRIBE", subscribe), *_chunked(b"UNSUBSCRIBE", unsubscribe)]
                 if commands:
                     self._pending_acks += len(subscribe) + len(unsubscribe)
@@ -438,7 +455,13 @@ class RedisBroker:
                     await self._send(connection, [(b"PING",)])
 
     def _is_synced(self) -> bool:
-        return self._subscriber is not None and not self._dirty and self._sync_task is None and not self._pending_acks
+        return (
+            self._subscriber is not None
+            and not self._resync
+            and not self._changed
+            and self._sync_task is None
+            and not self._pending_acks
+        )
 
     def _wake_sync_waiters(self) -> None:
         if self._sync_waiters and self._is_synced():

@@ -67,6 +67,10 @@ class TopicHub:
         """The topics with at least one local subscriber."""
         return frozenset(self._subscribers)
 
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether ``topic`` has at least one local subscriber."""
+        return topic in self._subscribers
+
     def subscribe(self, connection: WebSocketConnection, topic: str) -> None:
         """Subscribe ``connection`` to ``topic`` (idempotent)."""
         if connection._closed:
@@ -75,7 +79,7 @@ class TopicHub:
         if subscribers is None:
             subscribers = self._subscribers[topic] = set()
             if self.broker is not None:
-                self.broker.topics_changed()
+                self.broker.topic_changed(topic)
         subscribers.add(connection)
         topics = self._topics_of.get(connection)
         if topics is None:
@@ -111,7 +115,7 @@ class TopicHub:
         if not subscribers:
             del self._subscribers[topic]
             if self.broker is not None:
-                self.broker.topics_changed()
+                self.broker.topic_changed(topic)
 
     # -- publishing ------------------------------------------------------
 
