@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 import scaleout_app
@@ -11,11 +12,10 @@ import websockets
 
 import wsserver
 import wsserver.topics
-from conftest import ServerFactory
 
 
 @pytest.fixture
-async def wss(make_server: ServerFactory) -> wsserver.Server:
+async def wss(make_server: Callable[..., Awaitable[wsserver.Server]]) -> wsserver.Server:
     server = await make_server()
     scaleout_app.setup(server)
     return server
