@@ -84,6 +84,10 @@ class ServerOptions:
             raise TypeError("acceptHandler must be callable")
         if self.http_handler is not None and not callable(self.http_handler):
             raise TypeError("httpHandler must be callable")
+        if self.broker is not None and (
+            not isinstance(self.broker, str) or not self.broker.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ValueError(f"broker must be a redis://, rediss:// or unix:// URL, not {self.broker!r}")
 
 
 _NAMES = {f.name for f in fields(ServerOptions)}
