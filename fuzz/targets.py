@@ -87,7 +87,7 @@ def _parse(pieces: list[bytes], max_header_size: int) -> tuple[Any, ...]:
         try:
             request = parser.feed(piece)
         except HandshakeError as error:
-            assert error.status in (400, 431), error
+            assert error.status in (400, 414, 431), error
             return ("error", error.status)
         if request is not None:
             head = len(received) - len(parser.trailing) if parser.upgrade else None
@@ -105,7 +105,7 @@ def handshake_target(data: bytes) -> None:
     whole = _parse([request], max_header_size)
     pieces = _parse(_split(request, cuts), max_header_size)
     if whole[0] == pieces[0] == "error":
-        return  # 400 or 431: which limit a bad head hits first may depend on the reads
+        return  # 400, 414 or 431: which limit a bad head hits first may depend on the reads
     if whole != pieces:
         plain = [result for result in (whole, pieces) if result[0] == "request" and not result[-1]]
         assert plain and ("error", 431) in (whole, pieces), f"split {cuts} changed the result:\n{whole}\n{pieces}"

@@ -154,10 +154,10 @@ class RequestParser:
     client may send frames right behind its upgrade request). Raises
     :class:`HandshakeError` with 400 for malformed HTTP, 431 when the head
     exceeds ``max_header_size`` bytes or ``max_headers`` headers, 414 when the
-    request target alone does. An upgrade request's head is measured exactly,
-    however it is split into reads; a plain request's only up to the read that
-    completes it (it is answered and closed, so at most that one read more is
-    held).
+    request target alone does. The head is measured by its content (target
+    and headers) and by the bytes received: exactly for an upgrade request,
+    however it is split into reads; for a plain request up to the read that
+    completes it (it is answered and closed, so that read is all it holds).
     """
 
     __slots__ = ("_callbacks", "_parser", "_received", "_max_header_size", "trailing", "upgrade")
