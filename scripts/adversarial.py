@@ -735,7 +735,7 @@ async def orchestrate(mode: str) -> dict[str, Any]:
             "keepalive drops (ConnectionDropped) happened": errors.get("ConnectionDropped", 0) > 0,
             "a 1008 close for every fragment flooder": stats["closes"].get("1008", 0)
             == sum(attacks["1-byte fragment flood"]["outcomes"].values()),
-            "only the honest clients are left": stats["clients"] == 0,  # they closed before /stats
+            "no connection left once the honest clients closed": stats["clients"] == 0,
         }
         report["graceful shutdown"] = {"exit code": exit_code, "seconds": round(time.monotonic() - shutdown_began, 2)}
         report["verdict"] = {
