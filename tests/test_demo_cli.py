@@ -39,8 +39,8 @@ def test_help_lists_every_flag() -> None:
     )
     assert result.returncode == 0
     for flag in (
-        "--host", "--port", "--path", "--max-payload", "--backlog", "--per-message-deflate",
-        "--ssl-certfile", "--ssl-keyfile", "--log-level", "--metrics-path",
+        "module:setup", "--host", "--port", "--path", "--workers", "--broker", "--max-payload", "--backlog",
+        "--per-message-deflate", "--ssl-certfile", "--ssl-keyfile", "--log-level", "--metrics-path",
     ):
         assert flag in result.stdout
     assert "demo" in result.stdout

@@ -48,7 +48,7 @@ async def assert_exits_cleanly(server: ServerProcess) -> None:
 
 
 def test_every_example_is_tested() -> None:
-    tested = {"echo.py", "chat.py", "auth.py", "ticker.py", "tls.py", "healthz.py"}
+    tested = {"echo.py", "chat.py", "auth.py", "ticker.py", "tls.py", "healthz.py", "app.py"}
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 
@@ -158,4 +158,38 @@ async def test_healthz() -> None:
         assert "wsserver_messages_received_total 1\n" in body
         status, _, _ = await asyncio.to_thread(http_get, base + "/")
         assert status == 426
+        await assert_exits_cleanly(server)
+
+
+def serve_app(*flags: str) -> AbstractContextManager[ServerProcess]:
+    """``python -m wsserver app:setup`` run from examples/, as its docstring says."""
+    return running(["-m", "wsserver", "app:setup", "--host", "127.0.0.1", "--port", "0", *flags], cwd=EXAMPLES)
+
+
+async def test_app_rooms_through_the_command_line() -> None:
+    with serve_app("--metrics-path", "/metrics") as server:
+        url = f"ws://127.0.0.1:{server.port}/"
+        async with connect(url + "?room=a", open_timeout=TIMEOUT) as first, connect(
+            url + "?room=a", open_timeout=TIMEOUT
+        ) as second, connect(url + "?room=b", open_timeout=TIMEOUT) as other:
+            await first.send("hello a")
+            expected = json.dumps({"room": "a", "text": "hello a"})
+            assert await recv(first) == expected
+            assert await recv(second) == expected
+            await other.send("hello b")
+            assert await recv(other) == json.dumps({"room": "b", "text": "hello b"})  # and not room a's
+        base = f"http://127.0.0.1:{server.port}"
+        assert await asyncio.to_thread(http_get, base + "/healthz") == (200, "text/plain; charset=utf-8", "ok\n")
+        status, _, body = await asyncio.to_thread(http_get, base + "/metrics")  # --metrics-path kept the app's handler
+        assert status == 200 and "wsserver_connections_total 3\n" in body
+        assert (await asyncio.to_thread(http_get, base + "/"))[0] == 426
+        await assert_exits_cleanly(server)
+
+
+async def test_app_with_workers_serves_metrics_from_each() -> None:
+    with serve_app("--workers", "2", "--metrics-path", "/metrics") as server:
+        assert "2 workers" in server.text()
+        for _ in range(4):
+            status, _, body = await asyncio.to_thread(http_get, f"http://127.0.0.1:{server.port}/metrics")
+            assert status == 200 and "# TYPE wsserver_connections_open gauge" in body
         await assert_exits_cleanly(server)

@@ -2,10 +2,12 @@
 
 * ``GET /`` (plain HTTP) serves ``static/index.html``: a page with an echo box
   and a chat room, plain HTML and JavaScript.
-* WebSocket ``/chat``: a broadcast chat room. A client sends text; every
-  member of the room (the sender too) receives it as JSON
+* WebSocket ``/chat``: a broadcast chat room, the topic ``chat``. A client
+  sends text; every member of the room (the sender too) receives it as JSON
   ``{"type": "message", "name": ..., "text": ...}``; joins and leaves are
-  announced as ``{"type": "join"|"leave", "name": ..., "online": n}``. The
+  announced as ``{"type": "join"|"leave", "name": ..., "online": n}``, where
+  ``online`` counts the members connected to this process. With ``--workers``
+  and ``--broker`` the room spans every worker. The
   name comes from the query (``/chat?name=ada``), else ``guest-N``. Binary
   messages close the connection with 1003, text over
   :data:`MAX_CHAT_MESSAGE` characters with 1009.
@@ -30,10 +32,12 @@ from .protocol.handshake import Request
 from .server import Server
 from .upgrade import HTTPResponse
 
-__all__ = ["CHAT_PATH", "MAX_CHAT_MESSAGE", "MAX_NAME_LENGTH", "echo", "page", "setup"]
+__all__ = ["CHAT_PATH", "CHAT_TOPIC", "MAX_CHAT_MESSAGE", "MAX_NAME_LENGTH", "echo", "page", "setup"]
 
 #: the WebSocket path of the chat room
 CHAT_PATH = "/chat"
+#: the topic its messages are published on
+CHAT_TOPIC = "chat"
 #: chat names are cut to this many characters
 MAX_NAME_LENGTH = 32
 #: longest chat message relayed, in characters
@@ -61,14 +65,13 @@ def setup(wss: Server) -> None:
     previous_http_handler = wss.options.http_handler
 
     def tell_members(event: dict[str, Any]) -> None:
-        text = json.dumps(event)
-        for member in members:
-            member.send(text)
+        wss.publish(CHAT_TOPIC, json.dumps(event))  # framed once; every worker with a broker
 
     def join_chat(conn: WebSocketConnection, request: Request) -> None:
         names = request.params.get("name")
         name = (names[0].strip() if names else "")[:MAX_NAME_LENGTH] or f"guest-{next(guest_numbers)}"
         members.add(conn)
+        conn.subscribe(CHAT_TOPIC)
         tell_members({"type": "join", "name": name, "online": len(members)})
 
         def on_message(data: str | bytes, is_binary: bool) -> None:
