@@ -102,7 +102,8 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def echo_setup(wss: Server) -> None:
-    """The echo application: every message goes back as it came."""
+    """The bare echo application, every message back as it came, without the
+    demo's page and chat: ``python -m wsserver wsserver.cli:echo_setup``."""
     wss.on("connection", demo.echo)
 
 
