@@ -21,7 +21,7 @@ event object: they are the hot path and need no allocation beyond the data.
 from __future__ import annotations
 
 from struct import Struct
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 from .close_codes import (
     INVALID_PAYLOAD,
@@ -30,6 +30,7 @@ from .close_codes import (
     POLICY_VIOLATION,
     PROTOCOL_ERROR,
 )
+from .deflate import PerMessageDeflate, max_compressed_size
 from .errors import ProtocolError
 from .frames import (
     MAX_CONTROL_PAYLOAD,
@@ -45,9 +46,6 @@ from .frames import (
 )
 from .mask import apply_mask
 from .utf8 import Utf8Decoder
-
-if TYPE_CHECKING:
-    from .deflate import PerMessageDeflate
 
 __all__ = [
     "ServerConnection",
@@ -148,6 +146,7 @@ class ServerConnection:
         "_message_size",
         "_message_fragments",
         "_message_compressed",
+        "_compressed_size",
         "_decoder",
         "_streamed",
     )
@@ -177,6 +176,7 @@ class ServerConnection:
         self._message_size = 0
         self._message_fragments = 0
         self._message_compressed = False
+        self._compressed_size = 0  # compressed bytes of the message in progress
         self._decoder: Utf8Decoder | None = None
         self._streamed = 0  # payload bytes of the incomplete text frame already decoded
 
@@ -238,9 +238,17 @@ class ServerConnection:
                         raise ProtocolError(
                             PROTOCOL_ERROR, "new message before the previous one ended"
                         )
-                    if self._message_size + length > self.max_payload and not (
-                        self._message_compressed or first & 0x40
-                    ):
+                    if first & 0x40 or self._message_compressed:
+                        # maxPayload counts inflated bytes (checked as they are
+                        # inflated); bound the compressed bytes buffered too
+                        if self._compressed_size + length > max_compressed_size(
+                            self.max_payload, self._message_fragments + 1
+                        ):
+                            raise ProtocolError(
+                                MESSAGE_TOO_BIG,
+                                f"compressed message over maxPayload ({self.max_payload} bytes)",
+                            )
+                    elif self._message_size + length > self.max_payload:
                         raise ProtocolError(
                             MESSAGE_TOO_BIG, f"message over maxPayload ({self.max_payload} bytes)"
                         )
@@ -342,6 +350,7 @@ class ServerConnection:
         self._message_size = 0
         self._message_fragments = 0
         self._message_compressed = False
+        self._compressed_size = 0
         self._decoder = None
         return message
 
@@ -360,6 +369,7 @@ class ServerConnection:
             self._message_compressed = bool(first & 0x40)
         if self._message_compressed:
             assert self.deflate is not None
+            self._compressed_size += len(payload)
             payload = self.deflate.decompress(
                 payload, fin, self.max_payload - self._message_size
             )
