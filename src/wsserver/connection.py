@@ -86,6 +86,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         "_write_paused",
         "_drain_waiters",
         "_active",
+        "_replying",
         "__weakref__",
     )
 
@@ -114,6 +115,10 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._active = True  # received something since the last keepalive sweep
+        # True while dispatching the messages that came before a close or a
+        # protocol error in the same read: replies to them still go out,
+        # ahead of the close frame
+        self._replying = False
 
     # -- properties ------------------------------------------------------
 
@@ -161,7 +166,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
 
     def _send_frame(self, payload: bytes, opcode: int, mask: bool, compress: bool | None) -> None:
         proto = self._proto
-        if proto.state != OPEN:
+        if proto.state != OPEN and not self._replying:
             return
         if proto.deflate is None and not mask:
             self._write(encode_frame(opcode, payload))
@@ -186,7 +191,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._send_control(opcode, payload, mask)
 
     def _send_control(self, opcode: int, payload: bytes, mask: bool) -> None:
-        if self._proto.state == OPEN:
+        if self._proto.state == OPEN or self._replying:
             self._write(encode_frame(opcode, payload, mask_key=os.urandom(4) if mask else None))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -290,9 +295,12 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         proto = self._proto
         server._batch_depth += 1
         try:
+            was_open = proto.state == OPEN
             events = proto.receive_data(data)
             if events:
+                self._replying = was_open and proto.state != OPEN
                 self._dispatch(events)
+                self._replying = False
             if proto.output:
                 self._write_output()
             if proto.state == CLOSED and not self._transport.is_closing():
@@ -307,22 +315,33 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         listeners = self._events
         for event in events:
             kind = type(event)
-            if kind is bytes:
-                if "message" in listeners:
-                    self.emit("message", event, True)
-            elif kind is str:
-                if "message" in listeners:
-                    self.emit("message", event, False)
+            if kind is bytes or kind is str:
+                entries = listeners.get("message")
+                if entries is None:
+                    continue
+                entry = entries[0]
+                if len(entries) == 1 and entry.nargs == 1 and not entry.once and not entry.is_async:
+                    # the common case, one plain listener taking the data: call it directly
+                    try:
+                        entry.listener(event)
+                    except Exception as exc:
+                        self._listener_failed("message", exc)
+                else:
+                    self.emit("message", event, kind is bytes)
             elif kind is Ping:
+                if self._server.options.auto_pong:
+                    # answered here, in order with the replies to earlier messages
+                    self._send_control(OP_PONG, event.data, False)
                 self.emit("ping", event.data)
             elif kind is Pong:
                 self.emit("pong", event.data)
             elif kind is Failure:
+                self._replying = False
                 error = event.error
                 logger.info("%s: protocol error: %s", self.remote_address, error)
                 self.emit("error", error)
-            elif kind is CloseReceived:
-                pass  # 'close' is emitted once the TCP connection is gone
+            else:  # CloseReceived: 'close' is emitted once the TCP connection is gone
+                self._replying = False
             if self._closed:
                 return
 

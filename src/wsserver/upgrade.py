@@ -236,7 +236,6 @@ class HttpProtocol(asyncio.Protocol):
         proto = ServerConnection(
             max_payload=options.max_payload,
             max_fragments=options.max_fragments,
-            auto_pong=options.auto_pong,
             deflate=deflate,
         )
         connection = WebSocketConnection(server, transport, request, proto, protocol, extensions)

@@ -8,7 +8,8 @@ Events returned by :meth:`ServerConnection.receive_data`:
 
 * a ``str`` — a complete text message;
 * a ``bytes`` — a complete binary message;
-* :class:`Ping`, :class:`Pong` — control frames;
+* :class:`Ping`, :class:`Pong` — control frames (a ping is not answered
+  here: the caller sends the pong, in order with its other replies);
 * :class:`CloseReceived` — the peer's close frame (the answer is already in
   :attr:`ServerConnection.output`; once it is sent, close TCP);
 * :class:`Failure` — the peer broke the protocol; a close frame with the
@@ -125,9 +126,10 @@ class ServerConnection:
     """Server side of one WebSocket connection after the handshake.
 
     ``max_payload`` bounds one message in bytes (after reassembly and
-    decompression); ``max_fragments`` bounds the frames of one message;
-    ``auto_pong`` answers pings by itself. ``deflate`` is the negotiated
-    permessage-deflate extension, if any.
+    decompression); ``max_fragments`` bounds the frames of one message.
+    ``deflate`` is the negotiated permessage-deflate extension, if any.
+    Answering pings is left to the caller (it is a policy, ``autoPong``, and the
+    pong must go out in order with the replies to the messages around it).
     """
 
     __slots__ = (
@@ -138,7 +140,6 @@ class ServerConnection:
         "close_sent",
         "max_payload",
         "max_fragments",
-        "auto_pong",
         "deflate",
         "_buffer",
         "_message_opcode",
@@ -156,7 +157,6 @@ class ServerConnection:
         *,
         max_payload: int = 16 * 1024 * 1024,
         max_fragments: int = 100_000,
-        auto_pong: bool = True,
         deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.state = OPEN
@@ -168,7 +168,6 @@ class ServerConnection:
         self.close_sent = False
         self.max_payload = max_payload
         self.max_fragments = max_fragments
-        self.auto_pong = auto_pong
         self.deflate = deflate
         self._buffer = bytearray()
         self._message_opcode = 0  # opcode of the fragmented message in progress
@@ -389,8 +388,6 @@ class ServerConnection:
     def _control_frame(self, opcode: int, payload: bytes, events: list[Event]) -> None:
         if opcode == OP_PING:
             events.append(Ping(payload))
-            if self.auto_pong and self.state == OPEN:
-                self.output.append(encode_frame(OP_PONG, payload))
         elif opcode == OP_PONG:
             events.append(Pong(payload))
         elif opcode == OP_CLOSE:
