@@ -218,7 +218,7 @@ def negotiate(
     """Accept the first acceptable permessage-deflate offer.
 
     Returns the ``Sec-WebSocket-Extensions`` response value and the codec,
-    or ``None`` when no offer can be accepted (RFC 7692 section 5: offers
+    or ``None`` when no offer can be accepted (RFC 7692 section 7: offers
     with unknown, repeated or invalid parameters are declined, as are those
     asking for a window zlib cannot use). Other extensions are ignored.
     """
@@ -232,9 +232,7 @@ def negotiate(
     return None
 
 
-def _accept(
-    params: list[tuple[str, str | None]], settings: DeflateSettings
-) -> tuple[str, PerMessageDeflate]:
+def _accept(params: list[tuple[str, str | None]], settings: DeflateSettings) -> tuple[str, PerMessageDeflate]:
     """The response to one offer and its codec; :class:`_Declined` if unacceptable."""
     offered: dict[str, str | None] = {}
     for name, value in params:
@@ -373,9 +371,7 @@ class PerMessageDeflate:
         """
         decompressor = self._decompressor
         if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(
-                wbits=-max(9, self.client_max_window_bits)
-            )
+            decompressor = self._decompressor = zlib.decompressobj(wbits=-max(9, self.client_max_window_bits))
         try:
             if decompressor.eof:
                 # a final deflate block already ended this message's stream
