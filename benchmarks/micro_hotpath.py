@@ -52,6 +52,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument(
+        "--reads", type=int, default=0,
+        help="a fixed number of reads instead of --seconds (for instruction counts under callgrind)",
+    )
     args = parser.parse_args()
 
     loop = asyncio.new_event_loop()
@@ -72,7 +76,11 @@ def main() -> None:
     deadline = time.perf_counter() + args.seconds
     reads = 0
     start = time.perf_counter()
-    while time.perf_counter() < deadline:
+    if args.reads:
+        for _ in range(args.reads):
+            conn.data_received(read)
+        reads = args.reads
+    while not args.reads and time.perf_counter() < deadline:
         for _ in range(100):
             conn.data_received(read)
         reads += 100

@@ -12,6 +12,8 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from inspect import CO_COROUTINE, CO_VARARGS
+from types import FunctionType, MethodType
 from typing import Any, TypeVar, overload
 
 __all__ = ["EventEmitter", "Listener"]
@@ -26,7 +28,20 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 
 def _positional_capacity(listener: Listener) -> int:
-    """How many positional arguments ``listener`` accepts (-1: any number)."""
+    """How many positional arguments ``listener`` accepts (-1: any number).
+
+    Plain functions and bound methods are read off their code object (cheap:
+    listeners are registered per connection); other callables go through
+    ``inspect.signature``.
+    """
+    function, bound = listener, 0
+    if isinstance(listener, MethodType):
+        function, bound = listener.__func__, 1
+    if isinstance(function, FunctionType):
+        code = function.__code__
+        if code.co_flags & CO_VARARGS:
+            return -1
+        return code.co_argcount - bound
     try:
         signature = inspect.signature(listener)
     except (TypeError, ValueError):
@@ -40,14 +55,23 @@ def _positional_capacity(listener: Listener) -> int:
     return count
 
 
+def _is_coroutine_function(listener: Listener) -> bool:
+    function = listener.__func__ if isinstance(listener, MethodType) else listener
+    if isinstance(function, FunctionType):
+        return bool(function.__code__.co_flags & CO_COROUTINE)
+    return inspect.iscoroutinefunction(listener)
+
+
 class _Entry:
-    __slots__ = ("listener", "nargs", "is_async", "once")
+    __slots__ = ("listener", "nargs", "is_async", "once", "plain")
 
     def __init__(self, listener: Listener, once: bool) -> None:
         self.listener = listener
         self.nargs = _positional_capacity(listener)
-        self.is_async = inspect.iscoroutinefunction(listener)
+        self.is_async = _is_coroutine_function(listener)
         self.once = once
+        #: a plain function listener: hot paths may call it directly
+        self.plain = not once and not self.is_async
 
 
 class EventEmitter:

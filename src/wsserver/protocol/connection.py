@@ -45,6 +45,7 @@ from .frames import (
     encode_frame,
     parse_close_payload,
 )
+from ._accel import speedups
 from .mask import apply_mask
 from .utf8 import Utf8Decoder
 
@@ -65,6 +66,9 @@ CONNECTING = 0
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
+
+# C fast path for frames that are whole messages by themselves (or None)
+_scan_messages = speedups.scan_messages if speedups is not None else None
 
 _U16 = Struct("!H")
 _U64 = Struct("!Q")
@@ -194,8 +198,13 @@ class ServerConnection:
         events: list[Event] = []
         pos = 0
         end_of_data = len(buf)
+        scan = _scan_messages
         try:
-            while end_of_data - pos >= 2:
+            while True:
+                if scan is not None and not self._message_opcode and not self._streamed:
+                    pos = scan(buf, pos, self.max_payload, events)
+                if end_of_data - pos < 2:
+                    break
                 first = buf[pos]
                 second = buf[pos + 1]
                 length = second & 0x7F

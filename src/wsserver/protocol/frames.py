@@ -38,6 +38,10 @@ RSV1 = 0x40
 MASK_BIT = 0x80
 MAX_CONTROL_PAYLOAD = 125
 
+# Ready-made 2-byte headers of unmasked final frames shorter than 126 bytes,
+# indexed [opcode][length]: the common case of encode_frame without arithmetic.
+SHORT_HEADERS = [[bytes((FIN | opcode, length)) for length in range(126)] for opcode in range(16)]
+
 _HEADER_16 = Struct("!BBH")
 _HEADER_64 = Struct("!BBQ")
 _CLOSE_CODE = Struct("!H")
@@ -52,8 +56,10 @@ def encode_frame(
     mask_key: bytes | None = None,
 ) -> bytes:
     """One frame carrying ``payload``; masked with ``mask_key`` when given."""
-    first = opcode | (FIN if fin else 0) | (RSV1 if rsv1 else 0)
     length = len(payload)
+    if length < 126 and fin and mask_key is None and not rsv1:
+        return SHORT_HEADERS[opcode][length] + payload
+    first = opcode | (FIN if fin else 0) | (RSV1 if rsv1 else 0)
     mask_bit = MASK_BIT if mask_key is not None else 0
     if length < 126:
         header = bytes((first, length | mask_bit))

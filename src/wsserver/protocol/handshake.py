@@ -211,23 +211,28 @@ def validate_upgrade(request: Request) -> UpgradeRequest:
     ``Sec-WebSocket-Version: 13``) for a missing or other version, 400 for
     anything else that is wrong.
     """
-    headers = request.headers
     if request.method != "GET":
         raise HandshakeError(405, "the upgrade request must use GET", [("Allow", "GET")])
     if request.http_version in ("1.0", "0.9"):
         raise HandshakeError(400, "the upgrade request must use HTTP/1.1 or later")
-    if "websocket" not in (t.lower() for t in split_header_tokens(headers.get_all("Upgrade"))):
+    # one pass over the headers, collecting the values of the ones that matter
+    found: dict[str, list[str]] = {name: [] for name in _HANDSHAKE_HEADERS}
+    for name, value in request.headers._items:
+        values = found.get(name.lower())
+        if values is not None:
+            values.append(value)
+    if "websocket" not in _lower_tokens(found["upgrade"]):
         raise HandshakeError(400, "missing or invalid Upgrade header")
-    if "upgrade" not in (t.lower() for t in split_header_tokens(headers.get_all("Connection"))):
+    if "upgrade" not in _lower_tokens(found["connection"]):
         raise HandshakeError(400, "missing or invalid Connection header")
-    if not headers.get_all("Host"):
+    if not found["host"]:
         raise HandshakeError(400, "missing Host header")
-    versions = headers.get_all("Sec-WebSocket-Version")
+    versions = found["sec-websocket-version"]
     if len(versions) != 1 or versions[0].strip() != "13":
         raise HandshakeError(
             426, "unsupported WebSocket version", [("Sec-WebSocket-Version", "13")]
         )
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = found["sec-websocket-key"]
     if len(keys) != 1:
         raise HandshakeError(400, "missing or repeated Sec-WebSocket-Key header")
     key = keys[0].strip()
@@ -237,8 +242,23 @@ def validate_upgrade(request: Request) -> UpgradeRequest:
         raw_key = b""
     if len(raw_key) != 16:
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
-    protocols = split_header_tokens(headers.get_all("Sec-WebSocket-Protocol"))
-    return UpgradeRequest(key, protocols, headers.get_all("Sec-WebSocket-Extensions"))
+    protocols = split_header_tokens(found["sec-websocket-protocol"])
+    return UpgradeRequest(key, protocols, found["sec-websocket-extensions"])
+
+
+_HANDSHAKE_HEADERS = (
+    "upgrade",
+    "connection",
+    "host",
+    "sec-websocket-version",
+    "sec-websocket-key",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+)
+
+
+def _lower_tokens(values: list[str]) -> list[str]:
+    return [token.lower() for token in split_header_tokens(values)]
 
 
 def accept_key(key: str) -> str:

@@ -9,8 +9,9 @@ Set ``WSSERVER_NO_SPEEDUPS=1`` to force the fallback.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+
+from ._accel import speedups
 
 __all__ = ["apply_mask", "py_apply_mask", "HAVE_SPEEDUPS"]
 
@@ -29,15 +30,8 @@ def py_apply_mask(data: bytes | bytearray | memoryview, key: bytes, offset: int 
     ).to_bytes(n, "little")
 
 
-apply_mask: Callable[[bytes | bytearray | memoryview, bytes, int], bytes]
-HAVE_SPEEDUPS = False
-if os.environ.get("WSSERVER_NO_SPEEDUPS", "") in ("", "0"):
-    try:
-        from ._speedups import apply_mask as _c_apply_mask
-    except ImportError:  # not built: the pure-Python path is used
-        apply_mask = py_apply_mask
-    else:
-        apply_mask = _c_apply_mask
-        HAVE_SPEEDUPS = True
-else:
-    apply_mask = py_apply_mask
+#: whether the C accelerator is in use
+HAVE_SPEEDUPS = speedups is not None
+apply_mask: Callable[[bytes | bytearray | memoryview, bytes, int], bytes] = (
+    speedups.apply_mask if speedups is not None else py_apply_mask
+)
