@@ -226,14 +226,14 @@ def main() -> None:
         serve(json.loads(args.serve))
         return
     if not args.json:
-        print(f"{'configuration':42} {'idle KiB/conn':>14} {'after traffic KiB/conn':>23}")
+        print(f"{'configuration':48} {'idle KiB/conn':>14} {'after traffic KiB/conn':>23}")
     for name, deflate in CONFIGS.items():
         result = measure(name, deflate, args.connections, json_message(args.message_size))
         if args.json:
             print(json.dumps(result))
         else:
             print(
-                f"{name:42} {result['idle_kib_per_connection']:>14} "
+                f"{name:48} {result['idle_kib_per_connection']:>14} "
                 f"{result['after_traffic_kib_per_connection']:>23}"
             )
 

@@ -84,7 +84,9 @@ def _split(text: str, separator: str) -> list[str] | None:
     parts = []
     pos = 0
     while True:
-        end = up_to.match(text, pos).end()  # type: ignore[union-attr]  # matches ""
+        match = up_to.match(text, pos)
+        assert match is not None  # the pattern matches the empty string
+        end = match.end()
         parts.append(text[pos:end])
         if end == len(text):
             return parts
