@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tracemalloc
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.typing import ExtensionParameter
 
@@ -539,3 +542,32 @@ def test_close_after_compressed_message() -> None:
         frame(OP_TEXT, client_compress(b"bye" * 10), rsv1=True) + frame(OP_CLOSE, b"\x03\xe8")
     )
     assert events[0] == "bye" * 10 and isinstance(events[1], CloseReceived)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.binary(max_size=5000)
+    | st.builds(lambda n, b: b * n, st.integers(0, 3000), st.binary(min_size=1, max_size=4)),
+    cuts=st.lists(st.integers(0, 6000), max_size=5),
+    limit=st.integers(0, 12000),
+    bits=st.integers(9, 15),
+)
+def test_decompress_is_exact_at_any_fragmentation(
+    data: bytes, cuts: list[int], limit: int, bits: int
+) -> None:
+    """Whatever the frame boundaries, the message comes back whole if it fits
+    in ``limit`` and fails with 1009 if not."""
+    payload = client_compress(data, bits=bits)
+    bounds = sorted({0, len(payload), *(cut for cut in cuts if cut < len(payload))})
+    frames = [payload[a:b] for a, b in itertools.pairwise(bounds)] or [b""]
+    codec = PerMessageDeflate(client_max_window_bits=bits)
+    output = b""
+    try:
+        for i, part in enumerate(frames):
+            output += codec.decompress(part, i == len(frames) - 1, limit - len(output))
+    except PayloadTooBig:
+        assert len(data) > limit
+        assert len(output) <= limit
+    else:
+        assert len(data) <= limit
+        assert output == data
