@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian machine (idempotent):
 # system packages (redis-server for the broker tests, chromium for the browser
-# test), the package itself in editable mode with its test extras (this also
-# compiles the optional C accelerator), and the Node.js clients of the
-# interoperability tests.
+# test, openssl for the certificate of the wss:// test), the package itself in
+# editable mode with its test extras (this also compiles the optional C
+# accelerator), and the Node.js clients of the interoperability tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTE
 apt_packages=()
 command -v redis-server >/dev/null 2>&1 || apt_packages+=(redis-server)
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)  # certificate of the wss:// test
 if ((${#apt_packages[@]})); then
     echo "setup-dev: apt-get install ${apt_packages[*]}"
     apt-get update -qq

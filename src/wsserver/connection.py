@@ -66,6 +66,8 @@ def _payload_of(data: Any, what: str) -> tuple[bytes, int]:
         return bytes(data), OP_BINARY
     if isinstance(data, bytes):
         return bytes(data), OP_BINARY
+    if isinstance(data, str):  # a str subclass (e.g. a StrEnum member) is text too
+        return str.encode(data, "utf-8"), OP_TEXT
     raise TypeError(f"{what} takes str or a bytes-like object, not {type(data).__name__}")
 
 
@@ -176,7 +178,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         if get_ident() != self._server._thread_id:
             # hand over immutable data: the str itself, or the bytes copied above
             self._server._call_soon_threadsafe(
-                self.send, data if kind is str else payload, mask, compress
+                self.send, data if opcode == OP_TEXT else payload, mask, compress
             )
             return
         proto = self._proto

@@ -117,18 +117,26 @@ class EventEmitter:
         return listener
 
     def off(self, event: str, listener: Listener) -> None:
-        """Remove one registration of ``listener`` for ``event``."""
+        """Remove one registration of ``listener`` for ``event``: the most
+        recently added one, as in Node.js."""
         entries = self._events.get(event)
         if not entries:
             return
-        for index, entry in enumerate(entries):
+        for entry in reversed(entries):
             if entry.listener == listener:
-                remaining = entries[:index] + entries[index + 1 :]
-                if remaining:
-                    self._events[event] = remaining
-                else:
-                    del self._events[event]
+                self._remove_entry(event, entry)
                 return
+
+    def _remove_entry(self, event: str, entry: _Entry) -> None:
+        entries = self._events.get(event)
+        if not entries or entry not in entries:
+            return
+        # copy on write: emit() may be iterating over the current list
+        remaining = [other for other in entries if other is not entry]
+        if remaining:
+            self._events[event] = remaining
+        else:
+            del self._events[event]
 
     remove_listener = off
 
@@ -154,7 +162,7 @@ class EventEmitter:
             return False
         for entry in entries:
             if entry.once:
-                self.off(event, entry.listener)
+                self._remove_entry(event, entry)
             nargs = entry.nargs
             try:
                 result = entry.listener(*args) if nargs < 0 or nargs >= len(args) else entry.listener(*args[:nargs])

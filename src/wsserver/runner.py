@@ -43,7 +43,7 @@ async def serve(*servers: Server, ready: Callable[[list[Server]], Any] | None = 
     await asyncio.wait([stopping, all_closed], return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         logger.info("shutting down")
-    await asyncio.gather(*(server.close() for server in servers))
+    await asyncio.gather(*(server._close_in_loop() for server in servers))
     stopping.cancel()
     await all_closed
     for signum in (signal.SIGINT, signal.SIGTERM):

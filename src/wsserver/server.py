@@ -58,10 +58,13 @@ class Server(EventEmitter):
         self._dirty: list[WebSocketConnection] = []
         self._state = "new"
         self._start_task: asyncio.Task[None] | None = None
+        self._start_error: Exception | None = None
         self._close_task: asyncio.Task[None] | None = None
         self._closed: asyncio.Event | None = None
         self._clients_gone: asyncio.Event | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
+        # clients pinged whose pingTimeout has not run out yet
+        self._awaiting_pong: set[WebSocketConnection] = set()
         #: handshakes refused, by HTTP status
         self.refused: Counter[int] = Counter()
         try:
@@ -84,9 +87,16 @@ class Server(EventEmitter):
         return self.address[1] if self.address else None
 
     async def start(self) -> None:
-        """Bind and start listening (idempotent); emits ``listening``."""
+        """Bind and start listening (idempotent); emits ``listening``.
+
+        Raises ``OSError`` when the address cannot be bound, also for a server
+        created inside a running loop, which started itself (and emitted
+        ``error``).
+        """
         if self._start_task is not None and self._start_task is not asyncio.current_task():
             await asyncio.shield(self._start_task)
+            if self._start_error is not None:
+                raise self._start_error
             return
         if self._state != "new":
             return
@@ -123,17 +133,28 @@ class Server(EventEmitter):
 
     def close(self) -> asyncio.Future[None]:
         """Stop accepting, close every client with 1001 and wait for them
-        (at most ``closeTimeout``); emits ``close``. Await the result to wait."""
+        (at most ``closeTimeout``); emits ``close``. Await the result to wait.
+
+        Safe from any thread: from a thread running its own event loop the
+        result can be awaited in that loop; from a plain thread the close is
+        started and the result belongs to the server's loop.
+        """
         if self._thread_id is not None and get_ident() != self._thread_id:
-            return asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
-            )
+            done = asyncio.run_coroutine_threadsafe(self._close_once(), self._loop)
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # a plain thread, without an event loop
+                return asyncio.wrap_future(done, loop=self._loop)
+            return asyncio.wrap_future(done)
+        return self._close_in_loop()
+
+    def _close_in_loop(self) -> asyncio.Future[None]:
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close())
         return self._close_task
 
     async def _close_once(self) -> None:
-        await self.close()
+        await self._close_in_loop()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed."""
@@ -156,7 +177,13 @@ class Server(EventEmitter):
         count = 0
         for client in self._clients:
             if client is not exclude and client._proto.state == OPEN:
-                client._write(frame)
+                if client._pending is None and not client._write_paused:
+                    # nothing queued for this client: one frame, written at once
+                    # (batching it would only add work, measured with the
+                    # broadcast benchmark)
+                    client._transport.write(frame)
+                else:
+                    client._write(frame)
                 count += 1
         return count
 
@@ -165,7 +192,7 @@ class Server(EventEmitter):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+        await self._close_in_loop()
 
     def __repr__(self) -> str:
         return f"<Server {self.address or self.options.port} {self._state} clients={len(self._clients)}>"
@@ -176,6 +203,7 @@ class Server(EventEmitter):
         try:
             await self.start()
         except Exception as exc:
+            self._start_error = exc  # start() raises it too
             logger.error("server failed to start: %s", exc)
             self.emit("error", exc)
 
@@ -257,18 +285,24 @@ class Server(EventEmitter):
         assert options.ping_interval is not None
         pinged = []
         ping = encode_frame(OP_PING, b"")
+        awaiting = self._awaiting_pong
         for client in self._clients:
+            if client in awaiting:
+                continue  # keep its _active flag for the pending _drop_silent
             if client._active:
                 client._active = False
             elif client._proto.state == OPEN:
                 client._write(ping)
                 pinged.append(client)
         if pinged and options.ping_timeout is not None:
+            awaiting.update(pinged)
             self._loop.call_later(options.ping_timeout, self._drop_silent, pinged)
         self._keepalive_timer = self._loop.call_later(options.ping_interval, self._keepalive)
 
     def _drop_silent(self, pinged: list[WebSocketConnection]) -> None:
+        """Drop the pinged clients that sent nothing since the ping."""
         for client in pinged:
+            self._awaiting_pong.discard(client)
             if not client._active and not client._closed:
                 error = ConnectionDropped("no pong within pingTimeout")
                 logger.info("%s: %s; dropping the connection", client.remote_address, error)

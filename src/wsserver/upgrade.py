@@ -229,8 +229,11 @@ class HttpProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        self._cancel_timer()
         server = self._server
+        if server._state != "listening":  # wss.close() began during this handshake
+            self._refuse(HandshakeError(503, "the server is shutting down", [("Retry-After", "1")]))
+            return
+        self._cancel_timer()
         options = server.options
         transport.write(switching_protocols_response(upgrade.key, protocol, extensions))
         proto = ServerConnection(

@@ -26,13 +26,12 @@ from typing import Union
 
 from .close_codes import (
     INVALID_PAYLOAD,
-    MESSAGE_TOO_BIG,
     NO_STATUS_RECEIVED,
     POLICY_VIOLATION,
     PROTOCOL_ERROR,
 )
 from .deflate import PerMessageDeflate, max_compressed_size
-from .errors import ProtocolError
+from .errors import PayloadTooBig, ProtocolError
 from .frames import (
     MAX_CONTROL_PAYLOAD,
     OP_BINARY,
@@ -252,14 +251,11 @@ class ServerConnection:
                         if self._compressed_size + length > max_compressed_size(
                             self.max_payload, self._message_fragments + 1
                         ):
-                            raise ProtocolError(
-                                MESSAGE_TOO_BIG,
-                                f"compressed message over maxPayload ({self.max_payload} bytes)",
+                            raise PayloadTooBig(
+                                f"compressed message over maxPayload ({self.max_payload} bytes)"
                             )
                     elif self._message_size + length > self.max_payload:
-                        raise ProtocolError(
-                            MESSAGE_TOO_BIG, f"message over maxPayload ({self.max_payload} bytes)"
-                        )
+                        raise PayloadTooBig(f"message over maxPayload ({self.max_payload} bytes)")
                 end = start + length
                 if end > end_of_data:
                     if start < end_of_data and opcode < 8:
@@ -383,9 +379,7 @@ class ServerConnection:
             )
         self._message_size += len(payload)
         if self._message_size > self.max_payload:
-            raise ProtocolError(
-                MESSAGE_TOO_BIG, f"message over maxPayload ({self.max_payload} bytes)"
-            )
+            raise PayloadTooBig(f"message over maxPayload ({self.max_payload} bytes)")
         if self._message_opcode == OP_TEXT:
             self._append_text(payload, fin)
         elif payload:

@@ -113,23 +113,33 @@ class Request:
 
 
 class _ParserCallbacks:
-    """Collects what httptools reports, within the limits."""
+    """Collects what httptools reports, within the limits.
 
-    __slots__ = ("url", "headers", "header_bytes", "max_headers", "headers_done")
+    The head is measured as it is parsed, so a head over the limit is refused
+    even when it arrives complete in a single read.
+    """
 
-    def __init__(self, max_headers: int) -> None:
+    __slots__ = ("url", "headers", "header_bytes", "max_header_size", "max_headers", "headers_done")
+
+    def __init__(self, max_header_size: int, max_headers: int) -> None:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.header_bytes = 0
+        self.max_header_size = max_header_size
         self.max_headers = max_headers
         self.headers_done = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.max_header_size:
+            raise HandshakeError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= self.max_headers:
             raise HandshakeError(431, "too many request headers")
+        self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if len(self.url) + self.header_bytes > self.max_header_size:
+            raise HandshakeError(431, "request header too large")
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
@@ -142,14 +152,15 @@ class RequestParser:
     ``feed`` returns ``None`` while more bytes are needed, then the
     :class:`Request`; ``trailing`` holds the bytes received after the head (a
     client may send frames right behind its upgrade request). Raises
-    :class:`HandshakeError` with 400 for malformed HTTP and 431 when the head
-    exceeds ``max_header_size`` bytes or ``max_headers`` headers.
+    :class:`HandshakeError` with 400 for malformed HTTP, 431 when the head
+    exceeds ``max_header_size`` bytes or ``max_headers`` headers, 414 when the
+    request target alone does.
     """
 
     __slots__ = ("_callbacks", "_parser", "_received", "_max_header_size", "trailing", "upgrade")
 
     def __init__(self, max_header_size: int = 16384, max_headers: int = 128) -> None:
-        self._callbacks = _ParserCallbacks(max_headers)
+        self._callbacks = _ParserCallbacks(max_header_size, max_headers)
         self._parser = httptools.HttpRequestParser(self._callbacks)
         self._received = 0
         self._max_header_size = max_header_size
