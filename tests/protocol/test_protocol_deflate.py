@@ -1,4 +1,9 @@
-"""permessage-deflate in the sans-I/O layer: negotiation, codec, limits."""
+"""permessage-deflate in the sans-I/O layer: negotiation, codec, limits.
+
+The ``ServerConnection`` tests run on both parser paths (``parser_path``):
+compressed frames always take the Python path, uncompressed ones around them
+may take the C scan.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.typing import ExtensionParameter
 
+from rawclient import build_frame, parse_frames
 from wsserver.protocol.connection import CloseReceived, Failure, ServerConnection
 from wsserver.protocol.deflate import (
     DeflateSettings,
@@ -22,17 +28,12 @@ from wsserver.protocol.deflate import (
     parse_extensions,
 )
 from wsserver.protocol.errors import PayloadTooBig, ProtocolError
-from wsserver.protocol.frames import (
-    OP_BINARY,
-    OP_CLOSE,
-    OP_CONTINUATION,
-    OP_PING,
-    OP_TEXT,
-    encode_frame,
-    parse_close_payload,
-)
+from wsserver.protocol.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT
 
 TAIL = b"\x00\x00\xff\xff"
+RSV1 = 4  # build_frame's rsv bits
+
+pytestmark = pytest.mark.usefixtures("parser_path")
 
 
 def client_compress(data: bytes, bits: int = 15, compressor: zlib._Compress | None = None) -> bytes:
@@ -58,7 +59,8 @@ def zeros_bomb(mebibytes: int) -> bytes:
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
-    return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask_key=os.urandom(4))
+    """A masked client frame (random key); RSV1 marks a compressed message."""
+    return build_frame(opcode, payload, fin=fin, rsv=RSV1 if rsv1 else 0, key=os.urandom(4))
 
 
 def accepted(offer: str, **settings: object) -> tuple[str, PerMessageDeflate]:
@@ -72,12 +74,11 @@ def declined(offer: str | list[str], **settings: object) -> bool:
     return negotiate(values, DeflateSettings(**settings)) is None  # type: ignore[arg-type]
 
 
-def close_code(proto: ServerConnection) -> int:
-    """The code of the close frame the state machine queued."""
-    assert proto.output, "no close frame queued"
-    data = proto.output[-1]
-    assert data[0] & 0x0F == OP_CLOSE
-    return parse_close_payload(data[2 : 2 + (data[1] & 0x7F)])[0]
+def close_code(proto: ServerConnection) -> int | None:
+    """The code of the close frame the state machine queued (the last frame)."""
+    last = parse_frames(b"".join(proto.output))[-1]
+    assert last.opcode == OP_CLOSE
+    return last.close_code
 
 
 # -- parsing the header -------------------------------------------------------
