@@ -7,6 +7,7 @@ may take the C scan.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import tracemalloc
@@ -488,6 +489,26 @@ def test_max_payload_counts_inflated_bytes() -> None:
     events = proto.receive_data(frame(OP_BINARY, client_compress(bytes(10_001)), rsv1=True))
     assert isinstance(events[-1], Failure) and events[-1].error.code == 1009
     assert close_code(proto) == 1009
+
+
+def test_a_failure_keeps_no_message_buffers_alive() -> None:
+    """The Failure's error carries no traceback: its frames would hold the
+    inflated bytes in a reference cycle with the events list until the cyclic
+    GC ran (measured with the GC off)."""
+    payload = client_compress(bytes(4 << 20))
+    gc.disable()
+    tracemalloc.start()
+    try:
+        proto = deflate_connection(max_payload=1 << 20)
+        events = proto.receive_data(frame(OP_BINARY, payload, rsv1=True))
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert isinstance(events[-1], Failure) and events[-1].error.code == 1009
+    assert events[-1].error.__traceback__ is None
+    assert peak > 1 << 20  # it did inflate up to the limit...
+    assert current < 256 * 1024  # ...and let it all go
 
 
 def test_max_payload_across_compressed_fragments() -> None:

@@ -418,6 +418,10 @@ class ServerConnection:
         self.state = CLOSED
         self._buffer = bytearray()
         self._message_parts = []
+        # the traceback's frames hold the message's buffers (up to maxPayload,
+        # inflated) and the events list this Failure goes into: a reference
+        # cycle that would keep them alive until the cyclic GC runs
+        error.__traceback__ = None
         events.append(Failure(error))
 
     # -- sending ---------------------------------------------------------
