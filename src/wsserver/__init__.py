@@ -22,6 +22,7 @@ from .protocol.handshake import Headers, Request
 from .runner import run, serve
 from .server import Server
 from .upgrade import HTTPResponse
+from .workers import WorkerBootError, run_workers
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,8 @@ __all__ = [
     "HTTPResponse",
     "run",
     "serve",
+    "run_workers",
+    "WorkerBootError",
     "CONNECTING",
     "OPEN",
     "CLOSING",

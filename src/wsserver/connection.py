@@ -157,6 +157,34 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         """The server this connection belongs to."""
         return self._server
 
+    # -- topics (wsserver.topics) ------------------------------------------
+
+    def subscribe(self, topic: str) -> None:
+        """Receive what ``wss.publish(topic, ...)`` sends (from every process
+        with the ``broker`` option) until :meth:`unsubscribe` or the close.
+        Safe from any thread."""
+        hub = self._server._topic_hub()
+        hub.check_topic(topic)
+        if get_ident() != self._server._thread_id:
+            self._server._call_soon_threadsafe(hub.subscribe, self, topic)
+            return
+        hub.subscribe(self, topic)
+
+    def unsubscribe(self, topic: str) -> None:
+        """Stop receiving ``topic`` (nothing happens if not subscribed). Safe from any thread."""
+        hub = self._server._topic_hub()
+        hub.check_topic(topic)
+        if get_ident() != self._server._thread_id:
+            self._server._call_soon_threadsafe(hub.unsubscribe, self, topic)
+            return
+        hub.unsubscribe(self, topic)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this connection is subscribed to."""
+        hub = self._server._topics
+        return hub.topics_of(self) if hub is not None else frozenset()
+
     # -- sending ---------------------------------------------------------
 
     def send(self, data: str | bytes | bytearray | memoryview, mask: bool = False, compress: bool | None = None) -> None:

@@ -72,6 +72,10 @@ class ServerOptions:
         if self.http_handler is not None and not callable(self.http_handler):
             raise TypeError("httpHandler must be callable")
         deflate_settings(self.per_message_deflate)
+        if self.broker is not None and (
+            not isinstance(self.broker, str) or not self.broker.startswith(("redis://", "rediss://", "unix://"))
+        ):
+            raise ValueError(f"broker must be a redis://, rediss:// or unix:// URL, not {self.broker!r}")
 
 
 def deflate_settings(value: bool | Mapping[str, Any] | None) -> DeflateSettings | None:

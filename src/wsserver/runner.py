@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from .server import Server, take_unstarted
 
-__all__ = ["run", "new_event_loop"]
+__all__ = ["run", "serve", "new_event_loop", "run_in_new_loop"]
 
 logger = logging.getLogger("wsserver")
 
@@ -63,10 +63,15 @@ def run(*servers: Server, ready: Callable[[list[Server]], Any] | None = None) ->
     targets = list(servers) or take_unstarted()
     if not targets:
         raise RuntimeError("run() found no server to run: create a wsserver.Server first")
+    run_in_new_loop(serve(*targets, ready=ready))
+
+
+def run_in_new_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` to completion on a new event loop (uvloop's when installed)."""
     loop = new_event_loop()
     try:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve(*targets, ready=ready))
+        loop.run_until_complete(main)
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -8,7 +8,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from threading import get_ident
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .connection import ConnectionDropped, WebSocketConnection
 from .emitter import EventEmitter
@@ -18,6 +18,9 @@ from .protocol.deflate import PerMessageDeflate, negotiate
 from .protocol.frames import OP_PING, encode_frame
 from .protocol.handshake import UpgradeRequest
 from .upgrade import HttpProtocol
+
+if TYPE_CHECKING:
+    from .topics import TopicHub
 
 __all__ = ["Server"]
 
@@ -63,6 +66,7 @@ class Server(EventEmitter):
         self._closed: asyncio.Event | None = None
         self._clients_gone: asyncio.Event | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._topics: TopicHub | None = None  # created on first use (wsserver.topics)
         # clients pinged whose pingTimeout has not run out yet
         self._awaiting_pong: set[WebSocketConnection] = set()
         #: handshakes refused, by HTTP status
@@ -128,6 +132,8 @@ class Server(EventEmitter):
         self._state = "listening"
         if options.ping_interval is not None:
             self._keepalive_timer = loop.call_later(options.ping_interval, self._keepalive)
+        if options.broker is not None:
+            self._topic_hub().start_broker(options.broker)
         logger.debug("listening on %s", self.address)
         self.emit("listening")
 
@@ -164,14 +170,49 @@ class Server(EventEmitter):
         await self._closed.wait()
 
     def broadcast(self, data: str | bytes | bytearray | memoryview, exclude: WebSocketConnection | None = None) -> int:
-        """Send ``data`` to every open client (framed once); how many got it."""
+        """Send ``data`` to every open client (framed once); how many got it.
+
+        With the ``broker`` option it also reaches every client of every other
+        process on that Redis; the count is of this process's clients.
+        """
         from .connection import _payload_of
 
         payload, opcode = _payload_of(data, "broadcast()")
         if self._thread_id is not None and get_ident() != self._thread_id:
-            self._call_soon_threadsafe(self._broadcast_frame, encode_frame(opcode, payload), exclude)
+            self._call_soon_threadsafe(self._broadcast_payload, payload, opcode, exclude)
             return len(self._clients)
-        return self._broadcast_frame(encode_frame(opcode, payload), exclude)
+        return self._broadcast_payload(payload, opcode, exclude)
+
+    def publish(
+        self, topic: str, data: str | bytes | bytearray | memoryview, exclude: WebSocketConnection | None = None
+    ) -> int:
+        """Send ``data`` to every connection subscribed to ``topic`` (framed once).
+
+        With the ``broker`` option it also reaches the subscribers of every
+        other process on that Redis. Returns how many local subscribers got it.
+        Safe from any thread (the count is then the number of subscribers).
+        """
+        from .connection import _payload_of
+
+        hub = self._topic_hub()
+        hub.check_topic(topic)
+        payload, opcode = _payload_of(data, "publish()")
+        if self._thread_id is not None and get_ident() != self._thread_id:
+            self._call_soon_threadsafe(hub.publish, topic, payload, opcode, exclude)
+            return len(hub._subscribers.get(topic, ()))
+        return hub.publish(topic, payload, opcode, exclude)
+
+    async def topics_synced(self) -> None:
+        """Wait until the broker has every subscribe/unsubscribe made so far
+        (after it, other processes' publishes reach them). At once without a broker."""
+        if self._topics is not None:
+            await self._topics.synced()
+
+    def _broadcast_payload(self, payload: bytes, opcode: int, exclude: WebSocketConnection | None) -> int:
+        count = self._broadcast_frame(encode_frame(opcode, payload), exclude)
+        if self._topics is not None:
+            self._topics.broadcast_published(payload, opcode)
+        return count
 
     def _broadcast_frame(self, frame: bytes, exclude: WebSocketConnection | None) -> int:
         count = 0
@@ -252,8 +293,19 @@ class Server(EventEmitter):
 
     def _connection_closed(self, connection: WebSocketConnection) -> None:
         self._clients.discard(connection)
+        if self._topics is not None:
+            self._topics.connection_closed(connection)
         if not self._clients and self._clients_gone is not None:
             self._clients_gone.set()
+
+    def _topic_hub(self) -> TopicHub:
+        """The topic registry, created on first use."""
+        hub = self._topics
+        if hub is None:
+            from .topics import TopicHub  # the layer above; imported only when topics are used
+
+            hub = self._topics = TopicHub(self)
+        return hub
 
     def _count_refusal(self, status: int) -> None:
         self.refused[status] += 1
@@ -344,6 +396,8 @@ class Server(EventEmitter):
             for client in list(self._clients):
                 client.terminate()
             await self._wait_clients_gone(1.0)
+        if self._topics is not None:
+            await self._topics.close()
         self._state = "closed"
         assert self._closed is not None
         self._closed.set()

@@ -18,6 +18,27 @@
 #include <stdint.h>
 #include <string.h>
 
+/* dst[i] = src[i] ^ key[(offset + i) % 4], 8 bytes at a time. */
+static inline void
+unmask_into(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k,
+            Py_ssize_t offset)
+{
+    unsigned char rk[8];
+    for (int i = 0; i < 8; i++)
+        rk[i] = k[(i + offset) & 3];
+    uint64_t k64;
+    memcpy(&k64, rk, 8);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i, 8);
+        v ^= k64;
+        memcpy(dst + i, &v, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ rk[i & 7];
+}
+
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
 {
@@ -37,43 +58,11 @@ apply_mask(PyObject *self, PyObject *args)
         PyBuffer_Release(&key);
         return NULL;
     }
-    const unsigned char *src = (const unsigned char *)data.buf;
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(result);
-    const unsigned char *k = (const unsigned char *)key.buf;
-    unsigned char rk[8];
-    for (int i = 0; i < 8; i++)
-        rk[i] = k[(i + offset) & 3];
-    uint64_t k64;
-    memcpy(&k64, rk, 8);
-    Py_ssize_t n = data.len, i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, src + i, 8);
-        v ^= k64;
-        memcpy(dst + i, &v, 8);
-    }
-    for (; i < n; i++)
-        dst[i] = src[i] ^ rk[i & 7];
+    unmask_into((unsigned char *)PyBytes_AS_STRING(result), (const unsigned char *)data.buf,
+                data.len, (const unsigned char *)key.buf, offset);
     PyBuffer_Release(&data);
     PyBuffer_Release(&key);
     return result;
-}
-
-static inline void
-unmask_into(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
-{
-    unsigned char rk[8] = {k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]};
-    uint64_t k64;
-    memcpy(&k64, rk, 8);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, src + i, 8);
-        v ^= k64;
-        memcpy(dst + i, &v, 8);
-    }
-    for (; i < n; i++)
-        dst[i] = src[i] ^ rk[i & 7];
 }
 
 static PyObject *
@@ -120,14 +109,14 @@ scan_messages(PyObject *self, PyObject *args)
             message = PyBytes_FromStringAndSize(NULL, len);
             if (message == NULL)
                 goto error;
-            unmask_into((unsigned char *)PyBytes_AS_STRING(message), src, len, key);
+            unmask_into((unsigned char *)PyBytes_AS_STRING(message), src, len, key, 0);
         } else {
             unsigned char *tmp = len <= (Py_ssize_t)sizeof(stack) ? stack : PyMem_Malloc(len ? len : 1);
             if (tmp == NULL) {
                 PyErr_NoMemory();
                 goto error;
             }
-            unmask_into(tmp, src, len, key);
+            unmask_into(tmp, src, len, key, 0);
             message = PyUnicode_DecodeUTF8((const char *)tmp, len, "strict");
             if (tmp != stack)
                 PyMem_Free(tmp);
