@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -204,8 +205,21 @@ class RawClient:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> RawClient:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), READ_TIMEOUT)
+    async def connect(cls, port: int, host: str = "127.0.0.1", receive_buffer: int | None = None) -> RawClient:
+        """Connect; ``receive_buffer`` sets a small SO_RCVBUF first, so that a
+        client that stops reading makes the server's writes back up soon."""
+        if receive_buffer is None:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), READ_TIMEOUT)
+            return cls(reader, writer)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), READ_TIMEOUT)
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer)
 
     @property
@@ -216,6 +230,13 @@ class RawClient:
     def send(self, data: bytes) -> None:
         """Send ``data`` as it is."""
         self.writer.write(data)
+
+    def pause_reading(self) -> None:
+        """Stop taking bytes from the socket, as a peer that does not read."""
+        self.writer.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def resume_reading(self) -> None:
+        self.writer.transport.resume_reading()  # type: ignore[attr-defined]
 
     def send_frame(self, opcode: int, payload: bytes | str = b"", **options: object) -> None:
         """Send one frame built by :func:`build_frame`."""
@@ -275,9 +296,24 @@ class RawClient:
         assert frame.opcode == 0x8, f"expected a close frame, got {frame}"
         return frame
 
+    async def read_until_close(self, timeout: float = READ_TIMEOUT) -> Frame:
+        """Skip data and control frames up to the server's close frame; that frame."""
+        for _ in range(1_000_000):
+            frame = await self.read_frame(timeout)
+            if frame.opcode == 0x8:
+                return frame
+        raise AssertionError("no close frame in a million frames")
+
     async def read_until_eof(self, timeout: float = READ_TIMEOUT) -> bytes:
         """Everything the server sends until it closes the TCP connection."""
         return await asyncio.wait_for(self.reader.read(), timeout)
+
+    async def read_until_end(self, timeout: float = READ_TIMEOUT) -> bytes:
+        """Like :meth:`read_until_eof`, but a reset (a dropped connection) ends it too."""
+        try:
+            return await asyncio.wait_for(self.reader.read(), timeout)
+        except ConnectionResetError:
+            return b""
 
     async def close(self) -> None:
         """Close the TCP connection (no closing handshake)."""

@@ -5,6 +5,11 @@ after the handshake, so an open connection costs one Python object plus its
 sans-I/O state machine. Frames produced while the server handles one read are
 written together: sends are batched while any connection of the server is
 handling a read, and flushed once that read is done.
+
+Reading pauses while the peer does not read what we send (the transport is
+above its high-water mark) and while ``maxListenerTasks`` async listener calls
+are running; a peer that lets more than ``maxBufferedAmount`` bytes pile up
+is dropped (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -96,6 +101,9 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         "_write_paused",
         "_drain_waiters",
         "_active",
+        "_halted",
+        "_held_events",
+        "_listener_tasks",
         "_replying",
         "__weakref__",
     )
@@ -125,6 +133,10 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._active = True  # received something since the last keepalive sweep
+        # stop dispatching events: closed, or maxListenerTasks async listeners running
+        self._halted = False
+        self._held_events: list[Any] | None = None  # events of a read not dispatched yet
+        self._listener_tasks = 0  # async listener calls running
         # True while dispatching the messages that came before a close or a
         # protocol error in the same read: replies to them still go out,
         # ahead of the close frame
@@ -268,15 +280,28 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
             return
         self._proto.send_close(code, reason)
         self._write_output()
-        self._close_timer = self._server._loop.call_later(
-            self._server.options.close_timeout, self._close_timed_out
-        )
+        self._arm_close_timer()
+
+    def _finish(self) -> None:
+        """The close frames are exchanged, or the connection failed: send what is
+        queued and close TCP, dropping it if the flush takes over
+        ``closeTimeout`` (a peer that stops reading cannot hold it open)."""
+        self._flush()
+        self._transport.close()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        """Drop the TCP connection if it is not gone within ``closeTimeout``."""
+        if self._close_timer is None:
+            self._close_timer = self._server._loop.call_later(
+                self._server.options.close_timeout, self._close_timed_out
+            )
 
     def _close_timed_out(self) -> None:
         self._close_timer = None
         if not self._closed:
-            logger.debug("%s: no close frame within closeTimeout; dropping", self.remote_address)
-            self._transport.abort()
+            logger.debug("%s: not closed within closeTimeout; dropping", self.remote_address)
+            self._drop()
 
     def terminate(self) -> None:
         """Drop the TCP connection at once, without a closing handshake."""
@@ -284,8 +309,13 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
             self._server._call_soon_threadsafe(self.terminate)
             return
         if not self._closed:
-            self._pending = None
-            self._transport.abort()
+            self._drop()
+
+    def _drop(self) -> None:
+        """Abort the TCP connection; later sends are dropped, 'close' follows (1006)."""
+        self._proto.state = CLOSED
+        self._pending = None
+        self._transport.abort()
 
     async def drain(self) -> None:
         """Wait until the transport's buffer is below its high-water mark."""
@@ -340,9 +370,8 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
                 f"over maxBufferedAmount ({self._server.options.max_buffered_amount} bytes) unsent"
             )
             logger.info("%s: %s; dropping the connection", self.remote_address, error)
+            self._drop()
             self.emit("error", error)
-            self._pending = None
-            self._transport.abort()
 
     # -- asyncio.Protocol --------------------------------------------------
 
@@ -361,8 +390,7 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
             if proto.output:
                 self._write_output()
             if proto.state == CLOSED and not self._transport.is_closing():
-                self._flush()
-                self._transport.close()
+                self._finish()
         finally:
             server._batch_depth -= 1
             if not server._batch_depth:
@@ -370,7 +398,8 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
 
     def _dispatch(self, events: list[Any]) -> None:
         listeners = self._events
-        for event in events:
+        remaining = iter(events)
+        for event in remaining:
             kind = type(event)
             if kind is bytes or kind is str:
                 entries = listeners.get("message")
@@ -404,7 +433,9 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
                 self.emit("error", error)
             else:  # CloseReceived: 'close' is emitted once the TCP connection is gone
                 self._replying = False
-            if self._closed:
+            if self._halted:
+                if not self._closed:
+                    self._held_events = list(remaining)
                 return
 
     def eof_received(self) -> bool:
@@ -413,16 +444,50 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
         # ws' backpressure: stop reading from a peer that does not read from us
-        if not self._transport.is_closing():
-            self._transport.pause_reading()
+        self._update_reading()
         self._check_buffer_limit()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if not self._transport.is_closing():
-            self._transport.resume_reading()
+        self._update_reading()
         self._wake_drain_waiters()
         self.emit("drain")
+
+    def _update_reading(self) -> None:
+        """Read only while the peer reads from us and the listeners keep up."""
+        transport = self._transport
+        if self._closed or transport.is_closing():
+            return
+        if self._write_paused or self._halted:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    # -- async listeners ---------------------------------------------------
+
+    def _run_coroutine(self, event: str, coroutine: Any) -> asyncio.Future[Any]:
+        """Run an async listener call, counted: at ``maxListenerTasks`` running,
+        the rest of the read is held and reading pauses until half are done."""
+        task = super()._run_coroutine(event, coroutine)
+        self._listener_tasks += 1
+        task.add_done_callback(self._listener_task_done)
+        if self._listener_tasks >= self._server.options.max_listener_tasks and not self._closed:
+            self._halted = True
+            self._update_reading()
+        return task
+
+    def _listener_task_done(self, task: asyncio.Future[Any]) -> None:
+        self._listener_tasks -= 1
+        if not self._halted or self._closed:
+            return
+        if self._listener_tasks > self._server.options.max_listener_tasks // 2:
+            return
+        self._halted = False
+        held = self._held_events
+        if held:
+            self._held_events = None
+            self._dispatch(held)
+        self._update_reading()
 
     def _wake_drain_waiters(self) -> None:
         waiters = self._drain_waiters
@@ -437,6 +502,13 @@ class WebSocketConnection(EventEmitter, asyncio.Protocol):
             return
         self._closed = True
         self._pending = None
+        held = self._held_events
+        if held:
+            # messages the peer sent before it went away are still delivered
+            self._held_events = None
+            self._halted = False
+            self._dispatch(held)
+        self._halted = True
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None

@@ -24,7 +24,7 @@ Listener = Callable[..., Any]
 _L = TypeVar("_L", bound=Listener)
 
 # Strong references to listener tasks, so none is garbage-collected mid-run.
-_tasks: set[asyncio.Task[Any]] = set()
+_tasks: set[asyncio.Future[Any]] = set()
 
 
 def _positional_capacity(listener: Listener) -> int:
@@ -173,12 +173,14 @@ class EventEmitter:
                 self._run_coroutine(event, result)
         return True
 
-    def _run_coroutine(self, event: str, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
+    def _run_coroutine(self, event: str, coroutine: Any) -> asyncio.Future[Any]:
+        """Run an async listener's coroutine as a task (kept referenced until done)."""
+        task: asyncio.Future[Any] = asyncio.ensure_future(coroutine)
         _tasks.add(task)
         task.add_done_callback(lambda done: self._task_done(event, done))
+        return task
 
-    def _task_done(self, event: str, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, event: str, task: asyncio.Future[Any]) -> None:
         _tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()

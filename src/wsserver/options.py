@@ -26,12 +26,14 @@ def _snake(name: str) -> str:
 
 @dataclass
 class ServerOptions:
-    """Every server option with its default; see the README's option table."""
+    """Every server option with its default; docs/security.md explains the limits."""
 
     port: int | None = None
     host: str | None = None
+    #: most concurrent connections, handshakes included; more get HTTP 503
     backlog: int = 10_000
     client_tracking: bool = True
+    #: largest message in bytes (after reassembly and decompression); more: close 1009
     max_payload: int = 16 * 1024 * 1024
     accept_handler: Callable[..., Any] | None = None
     per_message_deflate: bool | Mapping[str, Any] = False
@@ -39,14 +41,24 @@ class ServerOptions:
     ssl: ssl_module.SSLContext | None = None
     http_handler: Callable[..., Any] | None = None
     auto_pong: bool = True
+    #: seconds of silence before a keepalive ping (``None``: no keepalive)
     ping_interval: float | None = 20.0
+    #: seconds a pinged peer has to answer before it is dropped (``None``: never)
     ping_timeout: float | None = 20.0
+    #: seconds to wait for the peer's close frame (or for the socket to flush) before dropping
     close_timeout: float = 10.0
+    #: seconds from TCP accept to a complete request head (and for the TLS handshake); then 408
     handshake_timeout: float = 10.0
+    #: bytes of request line and headers; more: 431
     max_header_size: int = 16 * 1024
+    #: request headers; more: 431
     max_headers: int = 128
+    #: frames of one message; more: close 1008
     max_fragments: int = 100_000
-    max_buffered_amount: int = 64 * 1024 * 1024
+    #: unsent bytes per connection; a peer that lets more pile up is dropped (``SlowConsumer``)
+    max_buffered_amount: int = 32 * 1024 * 1024
+    #: async listener calls running per connection; at this many, reading pauses
+    max_listener_tasks: int = 16
     reuse_port: bool = False
     broker: str | None = None
 
@@ -56,7 +68,10 @@ class ServerOptions:
             raise TypeError("the 'port' option is required (0 picks a free port)")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535, not {self.port!r}")
-        for name in ("backlog", "max_payload", "max_header_size", "max_headers", "max_fragments", "max_buffered_amount"):
+        for name in (
+            "backlog", "max_payload", "max_header_size", "max_headers", "max_fragments",
+            "max_buffered_amount", "max_listener_tasks",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -332,7 +332,11 @@ class Server(EventEmitter):
     # -- keepalive ------------------------------------------------------------
 
     def _keepalive(self) -> None:
-        """Ping every client that sent nothing for a whole ``pingInterval``."""
+        """Ping every client that sent nothing for a whole ``pingInterval``.
+
+        A client whose reading is paused because async listeners are still
+        busy is not pinged: its silence is the server's doing.
+        """
         options = self.options
         assert options.ping_interval is not None
         pinged = []
@@ -341,7 +345,7 @@ class Server(EventEmitter):
         for client in self._clients:
             if client in awaiting:
                 continue  # keep its _active flag for the pending _drop_silent
-            if client._active:
+            if client._active or client._halted:
                 client._active = False
             elif client._proto.state == OPEN:
                 client._write(ping)
@@ -355,7 +359,7 @@ class Server(EventEmitter):
         """Drop the pinged clients that sent nothing since the ping."""
         for client in pinged:
             self._awaiting_pong.discard(client)
-            if not client._active and not client._closed:
+            if not client._active and not client._closed and not client._halted:
                 error = ConnectionDropped("no pong within pingTimeout")
                 logger.info("%s: %s; dropping the connection", client.remote_address, error)
                 client.emit("error", error)

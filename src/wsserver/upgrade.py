@@ -4,6 +4,14 @@
 until its handshake succeeds; it then hands the transport to a new
 :class:`~wsserver.connection.WebSocketConnection` (``transport.set_protocol``).
 Plain HTTP requests go to the ``httpHandler`` option (default: 426).
+
+A connection over ``backlog`` gets ``503`` as soon as its request head is in,
+or after ``LINGER`` seconds if it sends none: it never waits for
+``handshakeTimeout``. Every refusal (4xx/5xx) is followed by a short linger:
+the server half-closes, discards what the client is still sending until it
+closes too, and drops the connection after ``LINGER`` seconds at most. Closing
+at once on unread input would make the kernel reset the connection under the
+response.
 """
 
 from __future__ import annotations
@@ -51,6 +59,11 @@ class HTTPResponse:
         return http_response(self.status, self.body, self.headers, self.content_type)
 
 
+#: seconds a refused connection is kept after its response, to drain the client's input
+LINGER = 1.0
+
+SERVICE_UNAVAILABLE = HTTPResponse(503, "Service Unavailable: too many connections\n", [("Retry-After", "1")])
+
 UPGRADE_REQUIRED = HTTPResponse(
     426,
     "Upgrade Required: this is a WebSocket server\n",
@@ -75,7 +88,10 @@ def _as_response(result: Any) -> HTTPResponse | None:
 class HttpProtocol(asyncio.Protocol):
     """Runs the opening handshake of one accepted connection."""
 
-    __slots__ = ("_server", "_transport", "_parser", "_timer", "_held", "_request", "_over_capacity", "_handed_over")
+    __slots__ = (
+        "_server", "_transport", "_parser", "_timer", "_held", "_request", "_over_capacity",
+        "_handed_over", "_lingering",
+    )
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -86,21 +102,42 @@ class HttpProtocol(asyncio.Protocol):
         self._request: Request | None = None
         self._over_capacity = False
         self._handed_over = False
+        self._lingering = False  # responded; discarding input until the client closes
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         server = self._server
-        self._over_capacity = not server._handshake_started()
+        if not server._handshake_started():
+            # over backlog: 503 as soon as the request head is in, or after LINGER at most
+            self._over_capacity = True
+            grace = min(LINGER, server.options.handshake_timeout)
+            self._timer = server._loop.call_later(grace, self._turn_away)
+            return
         self._timer = server._loop.call_later(server.options.handshake_timeout, self._timed_out)
 
+    def _turn_away(self) -> None:
+        server = self._server
+        server._count_refusal(503)
+        logger.info("over backlog (%d): 503 to %s", server.options.backlog, self._peer())
+        self._respond(SERVICE_UNAVAILABLE)
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
         if self._request is not None:
             self._held += data
             return
         try:
             request = self._parser.feed(data)
         except HandshakeError as error:
-            self._refuse(error)
+            if self._over_capacity:
+                self._turn_away()
+            else:
+                self._refuse(error)
+            return
+        if self._over_capacity:
+            if request is not None:
+                self._turn_away()
             return
         if request is not None:
             self._request = request
@@ -113,8 +150,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        """Give the connection's place in ``backlog`` back (once)."""
         if not self._handed_over:
-            self._handed_over = True  # count the connection once
+            self._handed_over = True
             self._server._handshake_finished(self._over_capacity)
 
     def _cancel_timer(self) -> None:
@@ -132,11 +173,21 @@ class HttpProtocol(asyncio.Protocol):
         return self._transport.get_extra_info("peername") if self._transport else None
 
     def _respond(self, response: HTTPResponse) -> None:
+        """Send ``response``, half-close, and linger (see the module docstring)."""
         self._cancel_timer()
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(response.encode())
+        if transport is None or transport.is_closing() or self._lingering:
+            return
+        self._release_slot()  # answered: what is left is a short, bounded linger
+        transport.write(response.encode())
+        if not transport.can_write_eof():  # TLS: close_notify after the response
             transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()  # an async handler may have paused it
+        self._lingering = True
+        linger = min(LINGER, self._server.options.handshake_timeout)
+        self._timer = self._server._loop.call_later(linger, transport.abort)
 
     def _refuse(self, error: HandshakeError) -> None:
         self._server._count_refusal(error.status)
@@ -166,9 +217,6 @@ class HttpProtocol(asyncio.Protocol):
         options = server.options
         if not self._parser.upgrade:
             self._plain_http(request)
-            return
-        if self._over_capacity:
-            self._refuse(HandshakeError(503, "too many connections", [("Retry-After", "1")]))
             return
         if options.path is not None and request.path != options.path:
             self._refuse(HandshakeError(404, f"no WebSocket endpoint at {request.path}"))

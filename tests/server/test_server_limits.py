@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import connect
 
 import wsserver
@@ -70,18 +68,6 @@ async def test_drain_event_and_await_drain(make_server: Any, raw: Any) -> None:
     await wait(waiting)
     await drains.next("drain")
     assert conn.buffered_amount == 0
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_ssl_serves_wss(make_server: Any, certificate: tuple[Path, Path]) -> None:

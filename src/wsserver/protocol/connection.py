@@ -313,6 +313,10 @@ class ServerConnection:
         text = opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._message_opcode == OP_TEXT)
         if not text or first & 0x40 or self._message_compressed:
             return
+        if opcode == OP_CONTINUATION and self._message_fragments >= self.max_fragments:
+            # fail as the frame's completion would, whatever its payload: the
+            # events must not depend on how the bytes were split into reads
+            raise self._too_many_fragments()
         done = self._streamed
         if available - start <= done:
             return
@@ -325,6 +329,9 @@ class ServerConnection:
             raise ProtocolError(INVALID_PAYLOAD, "text message is not valid UTF-8") from None
         self._message_parts.append(decoded)  # type: ignore[arg-type]
         self._streamed = available - start
+
+    def _too_many_fragments(self) -> ProtocolError:
+        return ProtocolError(POLICY_VIOLATION, f"message over {self.max_fragments} fragments")
 
     def _finish_streamed_text(self, payload: bytes) -> str:
         """Complete a single-frame text message whose start was already decoded."""
@@ -364,9 +371,7 @@ class ServerConnection:
         if opcode == OP_CONTINUATION:
             self._message_fragments += 1
             if self._message_fragments > self.max_fragments:
-                raise ProtocolError(
-                    POLICY_VIOLATION, f"message over {self.max_fragments} fragments"
-                )
+                raise self._too_many_fragments()
         else:  # text or binary, starting a message (sequencing checked by the parser)
             self._message_opcode = opcode
             self._message_fragments = 1

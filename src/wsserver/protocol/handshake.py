@@ -154,7 +154,10 @@ class RequestParser:
     client may send frames right behind its upgrade request). Raises
     :class:`HandshakeError` with 400 for malformed HTTP, 431 when the head
     exceeds ``max_header_size`` bytes or ``max_headers`` headers, 414 when the
-    request target alone does.
+    request target alone does. The head is measured by its content (target
+    and headers) and by the bytes received: exactly for an upgrade request,
+    however it is split into reads; for a plain request up to the read that
+    completes it (it is answered and closed, so that read is all it holds).
     """
 
     __slots__ = ("_callbacks", "_parser", "_received", "_max_header_size", "trailing", "upgrade")
@@ -184,10 +187,13 @@ class RequestParser:
         except httptools.HttpParserError:
             if not callbacks.headers_done:
                 raise HandshakeError(400, "malformed HTTP request") from None
-        if not callbacks.headers_done:
+        if self.upgrade:  # the head's exact size, however it was split into reads
+            self._received += len(data) - len(self.trailing)
+        elif not callbacks.headers_done:
             self._received += len(data)
-            if self._received > self._max_header_size:
-                raise HandshakeError(431, "request header too large")
+        if self._received > self._max_header_size:
+            raise HandshakeError(431, "request header too large")
+        if not callbacks.headers_done:
             return None
         return Request(
             self._parser.get_method().decode("ascii", "replace"),
