@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["ServerOptions", "normalize_options"]
+from .protocol.deflate import DeflateSettings
+
+__all__ = ["ServerOptions", "deflate_settings", "normalize_options"]
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
@@ -31,7 +33,7 @@ class ServerOptions:
     #: most concurrent connections, handshakes included; more get HTTP 503
     backlog: int = 10_000
     client_tracking: bool = True
-    #: largest message in bytes (after reassembly); more: close 1009
+    #: largest message in bytes (after reassembly and decompression); more: close 1009
     max_payload: int = 16 * 1024 * 1024
     accept_handler: Callable[..., Any] | None = None
     per_message_deflate: bool | Mapping[str, Any] = False
@@ -84,10 +86,29 @@ class ServerOptions:
             raise TypeError("acceptHandler must be callable")
         if self.http_handler is not None and not callable(self.http_handler):
             raise TypeError("httpHandler must be callable")
+        deflate_settings(self.per_message_deflate)
         if self.broker is not None and (
             not isinstance(self.broker, str) or not self.broker.startswith(("redis://", "rediss://", "unix://"))
         ):
             raise ValueError(f"broker must be a redis://, rediss:// or unix:// URL, not {self.broker!r}")
+
+
+def deflate_settings(value: bool | Mapping[str, Any] | None) -> DeflateSettings | None:
+    """The ``perMessageDeflate`` option as settings: ``False``/``None`` (off),
+    ``True`` (ws' defaults) or a dict of settings in camelCase or snake_case."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DeflateSettings()
+    if isinstance(value, Mapping):
+        settings: dict[str, Any] = {}
+        for name, setting in value.items():
+            key = _snake(name)
+            if key in settings:
+                raise TypeError(f"perMessageDeflate setting {name!r} given twice")
+            settings[key] = setting
+        return DeflateSettings.from_mapping(settings)
+    raise TypeError(f"perMessageDeflate must be a bool or a dict, not {type(value).__name__}")
 
 
 _NAMES = {f.name for f in fields(ServerOptions)}

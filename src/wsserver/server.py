@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from .connection import ConnectionDropped, WebSocketConnection
 from .emitter import EventEmitter
-from .options import ServerOptions, normalize_options
+from .options import ServerOptions, deflate_settings, normalize_options
 from .protocol.connection import OPEN
+from .protocol.deflate import PerMessageDeflate, negotiate
 from .protocol.frames import OP_PING, encode_frame
 from .protocol.handshake import UpgradeRequest
 from .upgrade import HttpProtocol
 
 if TYPE_CHECKING:
-    from .protocol.deflate import PerMessageDeflate
     from .topics import TopicHub
 
 __all__ = ["Server", "ServerStats"]
@@ -78,6 +78,7 @@ class Server(EventEmitter):
         super().__init__()
         #: the normalized options (snake_case attributes)
         self.options: ServerOptions = normalize_options(options, kwargs)
+        self._deflate_settings = deflate_settings(self.options.per_message_deflate)
         #: ``(host, port)`` the server listens on, once listening
         self.address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -369,7 +370,10 @@ class Server(EventEmitter):
 
     def _negotiate_extensions(self, upgrade: UpgradeRequest) -> tuple[str | None, PerMessageDeflate | None]:
         """The accepted ``Sec-WebSocket-Extensions`` value and its codec."""
-        return None, None
+        settings = self._deflate_settings
+        if settings is None or not upgrade.extensions:
+            return None, None
+        return negotiate(upgrade.extensions, settings) or (None, None)
 
     def _flush_dirty(self) -> None:
         dirty = self._dirty

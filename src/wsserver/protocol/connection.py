@@ -22,7 +22,6 @@ event object: they are the hot path and need no allocation beyond the data.
 from __future__ import annotations
 
 from struct import Struct
-from typing import TYPE_CHECKING
 
 from ._accel import speedups
 from .close_codes import (
@@ -31,6 +30,7 @@ from .close_codes import (
     POLICY_VIOLATION,
     PROTOCOL_ERROR,
 )
+from .deflate import PerMessageDeflate, max_compressed_size
 from .errors import PayloadTooBig, ProtocolError
 from .frames import (
     MAX_CONTROL_PAYLOAD,
@@ -46,9 +46,6 @@ from .frames import (
 )
 from .mask import apply_mask
 from .utf8 import Utf8Decoder
-
-if TYPE_CHECKING:
-    from .deflate import PerMessageDeflate
 
 __all__ = [
     "ServerConnection",
@@ -152,6 +149,7 @@ class ServerConnection:
         "_message_size",
         "_message_fragments",
         "_message_compressed",
+        "_compressed_size",
         "_decoder",
         "_streamed",
     )
@@ -179,6 +177,7 @@ class ServerConnection:
         self._message_size = 0
         self._message_fragments = 0
         self._message_compressed = False
+        self._compressed_size = 0  # compressed bytes of the message in progress
         self._decoder: Utf8Decoder | None = None
         self._streamed = 0  # payload bytes of the incomplete text frame already decoded
 
@@ -245,9 +244,16 @@ class ServerConnection:
                         raise ProtocolError(
                             PROTOCOL_ERROR, "new message before the previous one ended"
                         )
-                    if self._message_size + length > self.max_payload and not (
-                        self._message_compressed or first & 0x40
-                    ):
+                    if first & 0x40 or self._message_compressed:
+                        # maxPayload counts inflated bytes (checked as they are
+                        # inflated); bound the compressed bytes buffered too
+                        if self._compressed_size + length > max_compressed_size(
+                            self.max_payload, self._message_fragments + 1
+                        ):
+                            raise PayloadTooBig(
+                                f"compressed message over maxPayload ({self.max_payload} bytes)"
+                            )
+                    elif self._message_size + length > self.max_payload:
                         raise PayloadTooBig(f"message over maxPayload ({self.max_payload} bytes)")
                 end = start + length
                 if end > end_of_data:
@@ -354,6 +360,7 @@ class ServerConnection:
         self._message_size = 0
         self._message_fragments = 0
         self._message_compressed = False
+        self._compressed_size = 0
         self._decoder = None
         return message
 
@@ -370,6 +377,7 @@ class ServerConnection:
             self._message_compressed = bool(first & 0x40)
         if self._message_compressed:
             assert self.deflate is not None
+            self._compressed_size += len(payload)
             payload = self.deflate.decompress(
                 payload, fin, self.max_payload - self._message_size
             )
@@ -414,6 +422,10 @@ class ServerConnection:
         self.state = CLOSED
         self._buffer = bytearray()
         self._message_parts = []
+        # the traceback's frames hold the message's buffers (up to maxPayload,
+        # inflated) and the events list this Failure goes into: a reference
+        # cycle that would keep them alive until the cyclic GC runs
+        error.__traceback__ = None
         events.append(Failure(error))
 
     # -- sending ---------------------------------------------------------
