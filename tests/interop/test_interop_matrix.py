@@ -81,7 +81,7 @@ def test_interop(
     server = deflate_server if scenario == "deflate" else plain_server
     connection_id = f"{client}-{scenario}-{next(_ids)}"
     url = f"ws://127.0.0.1:{server.port}/interop?id={connection_id}"
-    bytes_before = server.stats()["bytes_in"]
+    before = server.stats()
 
     if client in PYTHON_CLIENTS:
         result = asyncio.run(run_python_scenario(PYTHON_CLIENTS[client], scenario, url))
@@ -110,5 +110,7 @@ def test_interop(
     if scenario == "deflate":
         assert seen.extensions is not None and seen.extensions.startswith("permessage-deflate")
         sent = len(PARAMS["deflate_text"].encode()) + 60_000
-        # compressed on the wire: far fewer bytes arrived than the messages hold
-        assert server.stats()["bytes_in"] - bytes_before < sent // 4
+        # compressed on the wire both ways: far fewer bytes than the messages hold
+        after = server.stats()
+        assert after["bytes_in"] - before["bytes_in"] < sent // 4
+        assert after["bytes_out"] - before["bytes_out"] < sent // 4
