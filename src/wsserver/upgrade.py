@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -196,8 +196,15 @@ class HttpProtocol(asyncio.Protocol):
             HTTPResponse(error.status, error.reason + "\n", list(error.headers))
         )
 
-    def _later(self, awaitable: Awaitable[Any], then: Any) -> None:
-        """Wait for an async handler without reading meanwhile, then go on."""
+    def _later(
+        self,
+        awaitable: Awaitable[Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Wait for an async handler without reading meanwhile, then pass its
+        result to ``on_result``, or its exception (cancellation included) to
+        ``on_error``."""
         assert self._transport is not None
         self._transport.pause_reading()
         task = asyncio.ensure_future(awaitable)
@@ -206,7 +213,14 @@ class HttpProtocol(asyncio.Protocol):
             if self._transport is None or self._transport.is_closing():
                 return
             self._transport.resume_reading()
-            then(task)
+            if task.cancelled():
+                on_error(RuntimeError("the handler was cancelled"))
+                return
+            exc = task.exception()
+            if exc is None:
+                on_result(task.result())
+            else:
+                on_error(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
 
         task.add_done_callback(done)
 
@@ -238,18 +252,13 @@ class HttpProtocol(asyncio.Protocol):
             self._handler_failed(exc)
             return
         if inspect.isawaitable(result):
-            self._later(result, lambda task: self._decided(task, request, upgrade, extensions, deflate))
+            self._later(
+                result,
+                lambda answer: self._decide(answer, request, upgrade, extensions, deflate),
+                self._handler_failed,
+            )
         else:
             self._decide(result, request, upgrade, extensions, deflate)
-
-    def _decided(self, task: asyncio.Future[Any], request: Request, upgrade: UpgradeRequest, extensions: str | None, deflate: PerMessageDeflate | None) -> None:
-        if task.cancelled():
-            self._refuse(HandshakeError(500, "acceptHandler was cancelled"))
-        elif task.exception() is not None:
-            exc = task.exception()
-            self._handler_failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-        else:
-            self._decide(task.result(), request, upgrade, extensions, deflate)
 
     def _decide(self, result: Any, request: Request, upgrade: UpgradeRequest, extensions: str | None, deflate: PerMessageDeflate | None) -> None:
         """Apply the acceptHandler's answer (SPEC section 1)."""
@@ -311,18 +320,9 @@ class HttpProtocol(asyncio.Protocol):
             self._http_handler_failed(exc)
             return
         if inspect.isawaitable(result):
-            self._later(result, self._plain_http_done)
+            self._later(result, self._send_plain, self._http_handler_failed)
         else:
             self._send_plain(result)
-
-    def _plain_http_done(self, task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            self._respond(HTTPResponse(500, "Internal Server Error\n"))
-        elif task.exception() is not None:
-            exc = task.exception()
-            self._http_handler_failed(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-        else:
-            self._send_plain(task.result())
 
     def _send_plain(self, result: Any) -> None:
         try:
