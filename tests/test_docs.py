@@ -42,3 +42,13 @@ def test_relative_links_resolve() -> None:
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(REPO)} links to missing {target}"
+
+
+README_ROW = re.compile(r"^\| `(\w+)` \| `(\w+)` \|", re.MULTILINE)
+
+
+def test_readme_option_table_lists_every_option_in_both_spellings() -> None:
+    rows = dict((snake, camel) for camel, snake in README_ROW.findall((REPO / "README.md").read_text()))
+    assert set(rows) == {field.name for field in dataclasses.fields(ServerOptions)}
+    for snake, camel in rows.items():
+        assert _snake(camel) == snake, f"README: {camel} is not the camelCase of {snake}"
