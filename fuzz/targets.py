@@ -32,7 +32,8 @@ def _layout(data: bytes) -> tuple[list[int], int, bytes]:
     return cuts, data[1], data[header:]
 
 
-def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the given positions (taken modulo its length)."""
     points = sorted({cut % (len(data) + 1) for cut in cuts})
     pieces, start = [], 0
     for point in [*points, len(data)]:
@@ -75,7 +76,7 @@ def frames_target(data: bytes) -> None:
     max_payload = 1 + limit * 64  # 1 .. 16321 bytes: the limit is reached often
     max_fragments = 1 + (limit & 0x0F)
     whole = _receive([stream], max_payload, max_fragments)
-    pieces = _receive(_split(stream, cuts), max_payload, max_fragments)
+    pieces = _receive(split(stream, cuts), max_payload, max_fragments)
     assert pieces == whole, f"split {cuts} changed the events:\n{whole}\n{pieces}"
 
 
@@ -103,7 +104,7 @@ def handshake_target(data: bytes) -> None:
     cuts, limit, request = _layout(data)
     max_header_size = 64 + limit * 16
     whole = _parse([request], max_header_size)
-    pieces = _parse(_split(request, cuts), max_header_size)
+    pieces = _parse(split(request, cuts), max_header_size)
     if whole[0] == pieces[0] == "error":
         return  # 400, 414 or 431: which limit a bad head hits first may depend on the reads
     if whole != pieces:

@@ -15,6 +15,7 @@ import os
 import struct
 from typing import Any
 
+from fuzz.targets import split
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,16 +56,6 @@ def normalize(event: Any) -> tuple[Any, ...]:
         return ("close", event.code, event.reason)
     assert isinstance(event, Failure), event
     return ("fail", event.error.code)
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    """``data`` cut at the given positions (taken modulo its length)."""
-    points = sorted({cut % (len(data) + 1) for cut in cuts})
-    pieces, start = [], 0
-    for point in [*points, len(data)]:
-        pieces.append(data[start:point])
-        start = point
-    return pieces
 
 
 def run(pieces: list[bytes]) -> tuple[list[tuple[Any, ...]], ServerConnection]:
