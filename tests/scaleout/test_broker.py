@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio
@@ -20,14 +20,6 @@ from scaleout_helpers import RedisProcess
 
 import wsserver
 from wsserver.broker import BrokerDisconnected, PublishDropped, RedisBroker, parse_broker_url
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    process = RedisProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 class Pair:

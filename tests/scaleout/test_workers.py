@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +20,6 @@ import websockets
 from scaleout_helpers import RedisProcess, env_with_src
 
 LISTENING = re.compile(r"listening on ws://[^:]+:(\d+)/")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    process = RedisProcess()
-    process.start()
-    yield process
-    process.stop()
 
 
 class ServerProcess:
