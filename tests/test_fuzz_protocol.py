@@ -15,17 +15,13 @@ import os
 import struct
 from typing import Any
 
-from fuzz.targets import split
+from fuzz.targets import describe_event, split
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wsserver.protocol.close_codes import is_valid_on_wire
 from wsserver.protocol.connection import (
     CLOSED,
-    CloseReceived,
-    Failure,
-    Ping,
-    Pong,
     ServerConnection,
 )
 from wsserver.protocol.errors import HandshakeError
@@ -42,28 +38,12 @@ MAX_PAYLOAD = 4096
 MAX_FRAGMENTS = 16
 
 
-def normalize(event: Any) -> tuple[Any, ...]:
-    """An event as a comparable tuple."""
-    if isinstance(event, str):
-        return ("text", event)
-    if isinstance(event, bytes):
-        return ("binary", event)
-    if isinstance(event, Ping):
-        return ("ping", event.data)
-    if isinstance(event, Pong):
-        return ("pong", event.data)
-    if isinstance(event, CloseReceived):
-        return ("close", event.code, event.reason)
-    assert isinstance(event, Failure), event
-    return ("fail", event.error.code)
-
-
 def run(pieces: list[bytes]) -> tuple[list[tuple[Any, ...]], ServerConnection]:
     """Feed ``pieces`` one read at a time; every event, normalized."""
     connection = ServerConnection(max_payload=MAX_PAYLOAD, max_fragments=MAX_FRAGMENTS)
     events: list[tuple[Any, ...]] = []
     for piece in pieces:
-        events.extend(normalize(event) for event in connection.receive_data(piece))
+        events.extend(describe_event(event) for event in connection.receive_data(piece))
     return events, connection
 
 
@@ -303,4 +283,4 @@ def test_fragment_limit_wins_over_utf8_however_split() -> None:
     for cut in range(len(stream) + 1):
         connection = ServerConnection(max_fragments=1)
         events = connection.receive_data(stream[:cut]) + connection.receive_data(stream[cut:])
-        assert [normalize(event) for event in events] == [("fail", 1008)], cut
+        assert [describe_event(event) for event in events] == [("fail", 1008)], cut

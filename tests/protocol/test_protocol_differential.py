@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fuzz.targets import describe_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rawclient import build_frame
-from wsserver.protocol import CloseReceived, Failure, Ping, Pong, ServerConnection, _speedups
+from wsserver.protocol import ServerConnection, _speedups
 from wsserver.protocol import connection as protocol_connection
 
 TEXTS = st.text(max_size=40).map(lambda text: text.encode("utf-8", "surrogatepass"))
@@ -24,18 +25,7 @@ FRAMES = st.builds(
 
 
 def describe(events: list[Any]) -> list[Any]:
-    described: list[Any] = []
-    for event in events:
-        if isinstance(event, (str, bytes)):
-            described.append((type(event).__name__, event))
-        elif isinstance(event, (Ping, Pong)):
-            described.append((type(event).__name__, event.data))
-        elif isinstance(event, CloseReceived):
-            described.append(("close", event.code, event.reason))
-        else:
-            assert isinstance(event, Failure)
-            described.append(("failure", event.error.code))
-    return described
+    return [describe_event(event) for event in events]
 
 
 def run(chunks: list[bytes], scan: Any, max_payload: int) -> tuple[list[Any], bytes, Any]:

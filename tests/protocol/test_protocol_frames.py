@@ -6,6 +6,7 @@ import functools
 import struct
 
 import pytest
+from fuzz.targets import describe_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +14,6 @@ from rawclient import build_frame, parse_frames
 from wsserver.protocol import (
     CLOSED,
     OPEN,
-    CloseReceived,
     Failure,
     PayloadTooBig,
     Ping,
@@ -305,17 +305,7 @@ def _stream() -> bytes:
 
 
 def _describe(events: list[object]) -> list[object]:
-    described: list[object] = []
-    for event in events:
-        if isinstance(event, (str, bytes)):
-            described.append((type(event).__name__, event))
-        elif isinstance(event, (Ping, Pong)):
-            described.append((type(event).__name__, event.data))
-        elif isinstance(event, CloseReceived):
-            described.append(("close", event.code, event.reason))
-        else:
-            described.append(repr(event))
-    return described
+    return [describe_event(event) for event in events]
 
 
 def _feed(chunks: list[bytes]) -> tuple[list[object], bytes]:
