@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .connection import ConnectionDropped, WebSocketConnection
+from .connection import ConnectionDropped, WebSocketConnection, _payload_of
 from .emitter import EventEmitter
 from .options import ServerOptions, deflate_settings, normalize_options
 from .protocol.connection import OPEN
@@ -228,8 +228,6 @@ class Server(EventEmitter):
         With the ``broker`` option it also reaches every client of every other
         process on that Redis; the count is of this process's clients.
         """
-        from .connection import _payload_of
-
         payload, opcode = _payload_of(data, "broadcast()")
         if self._thread_id is not None and get_ident() != self._thread_id:
             self._call_soon_threadsafe(self._broadcast_payload, payload, opcode, exclude)
@@ -245,8 +243,6 @@ class Server(EventEmitter):
         other process on that Redis. Returns how many local subscribers got it.
         Safe from any thread (the count is then the number of subscribers).
         """
-        from .connection import _payload_of
-
         hub = self._topic_hub()
         hub.check_topic(topic)
         payload, opcode = _payload_of(data, "publish()")
